@@ -1,0 +1,2 @@
+//! servocell control core (DESIGN.md §4).
+#![no_std]

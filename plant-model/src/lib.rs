@@ -1,0 +1,1 @@
+//! servocell plant model (DESIGN.md §5).
