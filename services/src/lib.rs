@@ -1,0 +1,1 @@
+//! servocell services (DESIGN.md §6).
