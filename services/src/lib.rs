@@ -1,1 +1,5 @@
 //! servocell services (DESIGN.md §6).
+pub mod fieldbus;
+pub mod framing;
+pub mod storage;
+pub mod transport;
