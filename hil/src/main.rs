@@ -1,0 +1,3 @@
+//! The `hil` command.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! The one integration-test binary of the `hil` crate (STYLE.md, habit 9).
+
+mod protocol;
