@@ -1,5 +1,6 @@
 //! servocell services (DESIGN.md §6).
 pub mod fieldbus;
 pub mod framing;
+pub mod rpc;
 pub mod storage;
 pub mod transport;
