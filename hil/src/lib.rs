@@ -2,4 +2,5 @@
 //! emulated servo behind a pseudo-terminal, and the real-time runner with its timing report.
 //! The only crate that opens a serial port.
 
+pub mod control_table;
 pub mod protocol;
