@@ -32,6 +32,6 @@ pub use cascade::{
 pub use error::{ConfigError, MoveError, RequestRejected};
 pub use supervisor::{
     DriveState, Fault, FaultCode, FaultReaction, Observation, SafetyRequest, Supervisor,
-    SupervisorConfig, Transition, TransitionCause,
+    SupervisorConfig, TIME_TOLERANCE_S, Transition, TransitionCause,
 };
 pub use trajectory::{SCurve, Setpoint, StopRamp, Trajectory, TrajectoryLimits, Trapezoid};

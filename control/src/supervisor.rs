@@ -41,8 +41,8 @@
 //! - `QuickStopActive` / `FaultReactionActive`: when the ramp has ended and the speed is at or
 //!   below `standstill_velocity_rad_per_s` → `SwitchOnDisabled` / `Fault` (14), torque off. When
 //!   `stop_time_s_max` has passed first → torque off anyway: `Fault` (a quick stop that overruns
-//!   records `StopTimeExceeded`). An STO-reaction fault during the ramp → `Fault` at once; an
-//!   SS1-reaction fault during a quick stop → `FaultReactionActive` on the same ramp.
+//!   records `StopTimeExceeded`). An STO-reaction fault during the ramp → `Fault` at once. The
+//!   SS1-reaction monitors are not evaluated while stopping: the stop already answers them.
 //!
 //! # Safety functions (IEC 61800-5-2)
 //!
@@ -57,6 +57,9 @@
 //!   **over-temperature**, and **feedback loss** (encoder dropout longer than allowed).
 //!
 //! Every threshold is strict: a value exactly at its limit is allowed, anything beyond trips.
+//! Durations are compared with a tolerance of `TIME_TOLERANCE_S` (1 ns): callers pass time as
+//! `f64` seconds made from integer nanoseconds, and `(t0 + 10 ms) − t0` need not round to exactly
+//! 10 ms, so without it a timeout could trip one tick early.
 //! Motion monitors (soft limits, following error, SLS) are skipped while the feedback is invalid;
 //! the feedback-loss timer covers that time.
 //!
@@ -81,6 +84,9 @@
 
 use crate::error::{ConfigError, RequestRejected};
 use crate::trajectory::{Setpoint, StopRamp};
+
+/// Durations within this of their limit count as at the limit (module docs).
+pub const TIME_TOLERANCE_S: f64 = 1e-9;
 
 /// Thresholds and timings of the safety functions.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -614,7 +620,7 @@ impl Supervisor {
         }
         if let Some(since) = self.invalid_since_t_s {
             let invalid_s = t_s - since;
-            if invalid_s > c.feedback_invalid_s_max {
+            if invalid_s > c.feedback_invalid_s_max + TIME_TOLERANCE_S {
                 return fault(FaultCode::FeedbackLost, invalid_s, c.feedback_invalid_s_max);
             }
         }
@@ -664,7 +670,7 @@ impl Supervisor {
         }
         if let Some(last) = self.last_command_t_s {
             let silent_s = t_s - last;
-            if silent_s > c.command_timeout_s {
+            if silent_s > c.command_timeout_s + TIME_TOLERANCE_S {
                 return fault(FaultCode::CommunicationLoss, silent_s, c.command_timeout_s);
             }
         }
@@ -706,7 +712,7 @@ impl Supervisor {
     /// SS1 progress: torque off at standstill after the ramp, or when the stop time is up.
     fn check_stop(&mut self, t_s: f64, o: &Observation) -> Option<Transition> {
         let stop = self.stop.expect("a stopping state always has a stop ramp");
-        let ramp_done = t_s >= stop.ramp.end_t_s();
+        let ramp_done = t_s + TIME_TOLERANCE_S >= stop.ramp.end_t_s();
         let at_standstill = o.velocity_rad_per_s.abs() <= self.config.standstill_velocity_rad_per_s;
         let quick_stop = self.state == DriveState::QuickStopActive;
         if ramp_done && at_standstill {
@@ -719,7 +725,7 @@ impl Supervisor {
             return Some(self.transition(t_s, to, TransitionCause::StopComplete));
         }
         let elapsed_s = t_s - stop.started_t_s;
-        if elapsed_s > self.config.stop_time_s_max {
+        if elapsed_s > self.config.stop_time_s_max + TIME_TOLERANCE_S {
             self.stop = None;
             if quick_stop {
                 self.fault = Some(Fault {
