@@ -26,6 +26,13 @@ pub struct DriveCommandFrame {
     pub current_a: f64,
     /// Whether the drive may apply torque at all (false = STO).
     pub torque_enabled: bool,
+    /// The controller's position setpoint this period, rad at the output. The drive does not
+    /// close a loop on it (current mode); it is there for drive-side monitoring, as CiA 402
+    /// drives receive their position demand in cyclic modes, and the simulator's following-error
+    /// oracle judges the ground truth against it.
+    pub position_setpoint_rad: f64,
+    /// Whether a move is in progress (the setpoint is following a trajectory).
+    pub moving: bool,
 }
 
 /// One sample of the drive's sensors and status, all quantities at the output shaft.

@@ -1,0 +1,270 @@
+//! A simulated drive: the plant model plus the drive firmware's behaviour.
+//!
+//! The firmware takes current commands off the fieldbus at the instant they arrive, clamps them
+//! to its configured limit, samples its sensors once per control period (just early enough that
+//! the sample arrives as the controller wakes, as a distributed-clock fieldbus latches inputs),
+//! and runs a command watchdog: when no valid command has arrived for the watchdog time, it
+//! brakes the axis to a stop with its own velocity loop (a quick stop), then cuts torque, and
+//! latches `watchdog_tripped` until the controller acknowledges with a torque-off command.
+//!
+//! A drive is no part of any service host: the world steps it in lockstep with turmoil's clock,
+//! so it keeps running, and its watchdog keeps watching, while its motion host is down. It owns
+//! its plant; it does not judge anything (oracles do, on [`SimDrive::truth`]).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use plant_model::{DriveCommand, GroundTruth, Plant, PlantFault};
+use services::fieldbus::{DriveCommandFrame, DriveFeedbackFrame, DriveStatus};
+
+use crate::fieldbus::Fieldbus;
+
+/// Fault code the drive reports while its watchdog has tripped.
+pub const FAULT_CODE_WATCHDOG: u16 = 0x8130; // CiA 301 "life guard error or heartbeat error"
+/// Below this speed a quick stop is complete and torque is cut, rad/s at the output.
+pub const QUICK_STOP_SPEED_RAD_PER_S: f64 = 0.01;
+/// Bandwidth of the firmware's quick-stop velocity loop, Hz.
+const QUICK_STOP_BANDWIDTH_HZ: f64 = 20.0;
+
+/// Something the drive did that belongs in the trace.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DriveEvent {
+    WatchdogTripped { last_command_at: Option<Duration> },
+    QuickStopDone,
+    WatchdogCleared,
+}
+
+/// The drive's configuration, from the scenario's axis.
+#[derive(Debug, Clone)]
+pub struct DriveConfig {
+    pub current_a_max: f64,
+    pub watchdog: Duration,
+    pub feedback_period: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    /// Torque off; nothing commanded yet, or stopped after a watchdog trip.
+    Off,
+    /// Following fieldbus commands.
+    Commanded { current_a: f64 },
+    /// Watchdog tripped: the firmware brakes the axis by itself.
+    QuickStop,
+}
+
+#[derive(Debug)]
+pub struct SimDrive {
+    config: DriveConfig,
+    plant: Plant,
+    bus: Rc<RefCell<Fieldbus>>,
+    mode: Mode,
+    last_valid_command_at: Option<Duration>,
+    last_command: Option<DriveCommandFrame>,
+    tripped: bool,
+    sequence: u32,
+    next_feedback_at: Duration,
+    quick_stop_gain_a_per_rad_per_s: f64,
+    plant_faults: Vec<(u64, PlantFault)>,
+    events: Vec<(Duration, DriveEvent)>,
+    corrupted_commands: u64,
+}
+
+impl SimDrive {
+    pub fn new(config: DriveConfig, plant: Plant, bus: Rc<RefCell<Fieldbus>>) -> SimDrive {
+        let shaft = plant.params().output_shaft();
+        // P velocity loop: i = -K v with K = J·ω/Kt places the closed-loop pole at ω.
+        let omega = 2.0 * std::f64::consts::PI * QUICK_STOP_BANDWIDTH_HZ;
+        let quick_stop_gain = shaft.inertia_kg_m2 * omega / shaft.torque_constant_nm_per_a;
+        let latency = bus.borrow().latency();
+        assert!(
+            latency < config.feedback_period,
+            "fieldbus latency {latency:?} must be below the feedback period {:?}",
+            config.feedback_period
+        );
+        SimDrive {
+            next_feedback_at: config.feedback_period - latency,
+            config,
+            plant,
+            bus,
+            mode: Mode::Off,
+            last_valid_command_at: None,
+            last_command: None,
+            tripped: false,
+            sequence: 0,
+            quick_stop_gain_a_per_rad_per_s: quick_stop_gain,
+            plant_faults: Vec::new(),
+            events: Vec::new(),
+            corrupted_commands: 0,
+        }
+    }
+
+    pub fn truth(&self) -> GroundTruth {
+        self.plant.truth()
+    }
+
+    pub fn status(&self) -> DriveStatus {
+        DriveStatus {
+            torque_enabled: !matches!(self.mode, Mode::Off),
+            watchdog_tripped: self.tripped,
+            fault_code: if self.tripped { FAULT_CODE_WATCHDOG } else { 0 },
+        }
+    }
+
+    /// The last command that arrived intact, with the controller's setpoint it carries.
+    pub fn last_command(&self) -> Option<DriveCommandFrame> {
+        self.last_command
+    }
+
+    pub fn corrupted_commands(&self) -> u64 {
+        self.corrupted_commands
+    }
+
+    /// Events since the last call, oldest first.
+    pub fn drain_events(&mut self) -> Vec<(Duration, DriveEvent)> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Starts a plant fault; `id` names it for [`SimDrive::end_fault`].
+    pub fn start_fault(&mut self, id: u64, fault: PlantFault) {
+        self.plant.inject(fault.clone());
+        self.plant_faults.push((id, fault));
+    }
+
+    /// Ends one plant fault; the others stay active.
+    pub fn end_fault(&mut self, id: u64) {
+        self.plant_faults.retain(|(k, _)| *k != id);
+        self.plant.clear_faults();
+        for (_, fault) in &self.plant_faults {
+            self.plant.inject(fault.clone());
+        }
+    }
+
+    /// Runs the drive up to `t`: commands applied at their arrival instants, feedback sampled
+    /// on its period, the watchdog checked at every one of those instants.
+    pub fn advance_to(&mut self, t: Duration) {
+        loop {
+            let now = self.plant.now();
+            let watchdog_at = match (self.mode, self.last_valid_command_at) {
+                (Mode::Commanded { .. }, Some(at)) => Some(at + self.config.watchdog),
+                _ => None,
+            };
+            let command_at = self.bus.borrow().peek_command_at();
+            let mut next = t.min(self.next_feedback_at);
+            if let Some(at) = watchdog_at {
+                next = next.min(at.max(now));
+            }
+            if let Some(at) = command_at {
+                next = next.min(at.max(now));
+            }
+            self.integrate_to(next);
+            let now = self.plant.now();
+            if watchdog_at.is_some_and(|at| at <= now)
+                && matches!(self.mode, Mode::Commanded { .. })
+            {
+                self.trip(now);
+            }
+            loop {
+                let due = self.bus.borrow_mut().next_command(now);
+                let Some((at, frame, corrupted)) = due else {
+                    break;
+                };
+                debug_assert!(at <= now, "a command applied before it arrived");
+                self.apply(now, frame, corrupted);
+            }
+            if self.next_feedback_at <= now {
+                self.send_feedback(now);
+                self.next_feedback_at += self.config.feedback_period;
+            }
+            if now >= t {
+                return;
+            }
+        }
+    }
+
+    /// Integrates the plant to `t`; in quick stop the firmware's velocity loop updates on the
+    /// plant's own step so that the brake is as fast as the drive's current loop allows.
+    fn integrate_to(&mut self, t: Duration) {
+        if self.mode != Mode::QuickStop {
+            self.plant.advance_to(t);
+            return;
+        }
+        let step = Duration::from_nanos(self.plant.params().integration.step_ns);
+        while self.plant.now() < t && self.mode == Mode::QuickStop {
+            let velocity = self.plant.truth().velocity_rad_per_s;
+            if velocity.abs() < QUICK_STOP_SPEED_RAD_PER_S {
+                self.mode = Mode::Off;
+                self.plant.command(DriveCommand::Off);
+                self.events
+                    .push((self.plant.now(), DriveEvent::QuickStopDone));
+                break;
+            }
+            // The firmware uses its own velocity estimate; the plant's sensor is what it has.
+            let measured = self.plant.sensors().velocity_rad_per_s;
+            let current = (-self.quick_stop_gain_a_per_rad_per_s * measured)
+                .clamp(-self.config.current_a_max, self.config.current_a_max);
+            self.plant.command(DriveCommand::Current { amps: current });
+            self.plant.advance_to((self.plant.now() + step).min(t));
+        }
+        self.plant.advance_to(t);
+    }
+
+    fn trip(&mut self, now: Duration) {
+        self.tripped = true;
+        self.mode = Mode::QuickStop;
+        self.events.push((
+            now,
+            DriveEvent::WatchdogTripped {
+                last_command_at: self.last_valid_command_at,
+            },
+        ));
+    }
+
+    fn apply(&mut self, now: Duration, frame: DriveCommandFrame, corrupted: bool) {
+        if corrupted {
+            // A frame that fails its CRC is discarded; it does not feed the watchdog.
+            self.corrupted_commands += 1;
+            return;
+        }
+        self.last_valid_command_at = Some(now);
+        self.last_command = Some(frame);
+        if self.tripped {
+            // Latched until the controller acknowledges with torque off (fault reset).
+            if !frame.torque_enabled {
+                self.tripped = false;
+                self.events.push((now, DriveEvent::WatchdogCleared));
+                if self.mode == Mode::QuickStop {
+                    self.mode = Mode::Off;
+                    self.plant.command(DriveCommand::Off);
+                }
+            }
+            return;
+        }
+        if frame.torque_enabled {
+            let current_a = frame
+                .current_a
+                .clamp(-self.config.current_a_max, self.config.current_a_max);
+            self.mode = Mode::Commanded { current_a };
+            self.plant
+                .command(DriveCommand::Current { amps: current_a });
+        } else {
+            self.mode = Mode::Off;
+            self.plant.command(DriveCommand::Off);
+        }
+    }
+
+    fn send_feedback(&mut self, now: Duration) {
+        let sensors = self.plant.sensors();
+        self.sequence = self.sequence.wrapping_add(1);
+        let frame = DriveFeedbackFrame {
+            sequence: self.sequence,
+            position_rad: sensors.position_rad,
+            velocity_rad_per_s: sensors.velocity_rad_per_s,
+            current_a: sensors.current_a,
+            winding_temperature_c: sensors.winding_temperature_c,
+            status: self.status(),
+            valid: sensors.valid,
+        };
+        self.bus.borrow_mut().send_feedback(now, frame);
+    }
+}

@@ -1,0 +1,28 @@
+//! servocell's simulation harness: a servo cell inside turmoil, under faults, judged by oracles.
+//!
+//! The only crate that depends on turmoil (DESIGN.md §2). Code map:
+//! - [`scenario`]: scenario files, their checks, the resolved [`scenario::Scenario`].
+//! - [`seed`]: one seed in, one random stream per component out.
+//! - [`fault`]: fault kinds, the schedule, chaos drawing.
+//! - [`world`]: one run's state (turmoil, drives, disks, schedule) and its tick loop.
+//! - [`hosts`]: what runs on each turmoil host (the services, wired to sim's transport/storage).
+//! - [`drive`], [`fieldbus`]: the simulated drives and the medium between them and motion.
+//! - [`net`]: turmoil implementations of the services' `Transport` and `Storage`, disk faults.
+//! - [`trace`]: the canonical trace and its hash.
+//! - [`oracle`]: the pure observers that judge a run.
+//! - [`run`]: one run end to end, the verdict, the report's assembly.
+//! - [`report`], [`plot`]: what a run produces for people and snapshots.
+
+pub mod drive;
+pub mod fault;
+pub mod fieldbus;
+pub mod hosts;
+pub mod net;
+pub mod oracle;
+pub mod plot;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod seed;
+pub mod trace;
+pub mod world;

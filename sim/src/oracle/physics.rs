@@ -1,0 +1,291 @@
+//! Physics oracles (PH*): the axes stayed safe, judged on the plant's ground truth.
+//!
+//! Thresholds come from the scenario's axis (soft limits, current limit, following-error limit,
+//! tolerance, stop time, temperature limit); the only constants here are the reaction allowances
+//! a real controller needs, named and explained below.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::{AxisSample, FirstViolation, Oracle, Violation};
+use crate::drive::QUICK_STOP_SPEED_RAD_PER_S;
+use crate::scenario::{Axis, Scenario};
+use crate::trace::TraceEvent;
+
+/// The drive's current loop may overshoot its clamped command by this fraction for a moment.
+pub const CURRENT_OVERSHOOT_FRACTION_MAX: f64 = 0.05;
+/// Control periods a supervisor may take to react to a following error above its limit: one to
+/// see it, one for the command to reach the drive.
+pub const FOLLOWING_ERROR_REACTION_PERIODS: u32 = 3;
+
+pub(crate) fn for_scenario(scenario: &Scenario) -> Vec<Box<dyn Oracle>> {
+    let axes = || {
+        scenario
+            .axes
+            .iter()
+            .map(|a| (a.name.clone(), a.clone()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    vec![
+        Box::new(SoftLimits {
+            axes: axes(),
+            first: FirstViolation::default(),
+        }),
+        Box::new(CurrentLimit {
+            axes: axes(),
+            first: FirstViolation::default(),
+        }),
+        Box::new(FollowingError {
+            axes: axes(),
+            over_since: BTreeMap::new(),
+            first: FirstViolation::default(),
+        }),
+        Box::new(StopOnLostCommands {
+            axes: axes(),
+            tripped_at: BTreeMap::new(),
+            first: FirstViolation::default(),
+        }),
+        Box::new(MovesEndOnTarget {
+            axes: axes(),
+            pending: BTreeMap::new(),
+            first: FirstViolation::default(),
+        }),
+        Box::new(Temperature {
+            axes: axes(),
+            first: FirstViolation::default(),
+        }),
+    ]
+}
+
+fn axis<'a>(axes: &'a BTreeMap<String, Axis>, name: &str) -> &'a Axis {
+    axes.get(name)
+        .unwrap_or_else(|| panic!("sample for axis `{name}` that the scenario does not have"))
+}
+
+/// PH1.
+struct SoftLimits {
+    axes: BTreeMap<String, Axis>,
+    first: FirstViolation,
+}
+
+impl Oracle for SoftLimits {
+    fn id(&self) -> &'static str {
+        "PH1"
+    }
+    fn statement(&self) -> &'static str {
+        "every axis stays inside its soft position limits (within its tolerance)"
+    }
+    fn on_sample(&mut self, s: &AxisSample<'_>) {
+        let a = axis(&self.axes, s.axis);
+        let p = s.truth.position_rad;
+        if p < a.position_rad_min - a.tolerance_rad || p > a.position_rad_max + a.tolerance_rad {
+            self.first.record(s.t, || {
+                format!(
+                    "axis {} at {:.3} deg, limits [{:.3}, {:.3}] deg",
+                    s.axis,
+                    p.to_degrees(),
+                    a.position_rad_min.to_degrees(),
+                    a.position_rad_max.to_degrees()
+                )
+            });
+        }
+    }
+    fn finish(&mut self, _end: Duration) -> Option<Violation> {
+        self.first.take()
+    }
+}
+
+/// PH2.
+struct CurrentLimit {
+    axes: BTreeMap<String, Axis>,
+    first: FirstViolation,
+}
+
+impl Oracle for CurrentLimit {
+    fn id(&self) -> &'static str {
+        "PH2"
+    }
+    fn statement(&self) -> &'static str {
+        "winding current stays within the axis current limit (+5 % current-loop overshoot)"
+    }
+    fn on_sample(&mut self, s: &AxisSample<'_>) {
+        let a = axis(&self.axes, s.axis);
+        let limit = a.current_a_max * (1.0 + CURRENT_OVERSHOOT_FRACTION_MAX);
+        if s.truth.current_a.abs() > limit {
+            self.first.record(s.t, || {
+                format!(
+                    "axis {} current {:.4} A, limit {:.4} A",
+                    s.axis, s.truth.current_a, a.current_a_max
+                )
+            });
+        }
+    }
+    fn finish(&mut self, _end: Duration) -> Option<Violation> {
+        self.first.take()
+    }
+}
+
+/// PH3.
+struct FollowingError {
+    axes: BTreeMap<String, Axis>,
+    over_since: BTreeMap<String, Duration>,
+    first: FirstViolation,
+}
+
+impl Oracle for FollowingError {
+    fn id(&self) -> &'static str {
+        "PH3"
+    }
+    fn statement(&self) -> &'static str {
+        "while an axis moves, its following error exceeds the limit for at most 3 control periods before the move stops"
+    }
+    fn on_sample(&mut self, s: &AxisSample<'_>) {
+        let a = axis(&self.axes, s.axis);
+        let over = match (s.moving && s.torque_enabled, s.setpoint_rad) {
+            (true, Some(setpoint)) => {
+                (setpoint - s.truth.position_rad).abs() > a.following_error_rad_max
+            }
+            _ => false,
+        };
+        if !over {
+            self.over_since.remove(s.axis);
+            return;
+        }
+        let since = *self.over_since.entry(s.axis.to_owned()).or_insert(s.t);
+        let allowance = a.control_period * FOLLOWING_ERROR_REACTION_PERIODS;
+        if s.t - since > allowance {
+            let error = s.setpoint_rad.map_or(0.0, |sp| sp - s.truth.position_rad);
+            self.first.record(s.t, || {
+                format!(
+                    "axis {} following error {:.3} deg above {:.3} deg since {:.4} s and still moving",
+                    s.axis,
+                    error.to_degrees(),
+                    a.following_error_rad_max.to_degrees(),
+                    since.as_secs_f64()
+                )
+            });
+        }
+    }
+    fn finish(&mut self, _end: Duration) -> Option<Violation> {
+        self.first.take()
+    }
+}
+
+/// PH4.
+struct StopOnLostCommands {
+    axes: BTreeMap<String, Axis>,
+    tripped_at: BTreeMap<String, Duration>,
+    first: FirstViolation,
+}
+
+impl Oracle for StopOnLostCommands {
+    fn id(&self) -> &'static str {
+        "PH4"
+    }
+    fn statement(&self) -> &'static str {
+        "when commands stop reaching a drive, its axis is at rest within the stop time"
+    }
+    fn on_sample(&mut self, s: &AxisSample<'_>) {
+        if !s.watchdog_tripped {
+            self.tripped_at.remove(s.axis);
+            return;
+        }
+        let a = axis(&self.axes, s.axis);
+        let since = *self.tripped_at.entry(s.axis.to_owned()).or_insert(s.t);
+        let deadline = since + Duration::from_secs_f64(a.stop_time_s);
+        let speed = s.truth.velocity_rad_per_s.abs();
+        if s.t > deadline && speed >= QUICK_STOP_SPEED_RAD_PER_S {
+            self.first.record(s.t, || {
+                format!(
+                    "axis {} still at {:.4} rad/s {:.3} s after its drive lost commands (stop time {:.3} s)",
+                    s.axis,
+                    s.truth.velocity_rad_per_s,
+                    (s.t - since).as_secs_f64(),
+                    a.stop_time_s
+                )
+            });
+        }
+    }
+    fn finish(&mut self, _end: Duration) -> Option<Violation> {
+        self.first.take()
+    }
+}
+
+/// PH5.
+struct MovesEndOnTarget {
+    axes: BTreeMap<String, Axis>,
+    /// Per axis, the target of a move the motion service just reported complete.
+    pending: BTreeMap<String, (Duration, f64, u64)>,
+    first: FirstViolation,
+}
+
+impl Oracle for MovesEndOnTarget {
+    fn id(&self) -> &'static str {
+        "PH5"
+    }
+    fn statement(&self) -> &'static str {
+        "every move reported complete ends within its axis tolerance of the target"
+    }
+    fn on_event(&mut self, e: &TraceEvent) {
+        if e.name != "move_completed" {
+            return;
+        }
+        let (Some(axis), Some(target), Some(id)) = (
+            e.field("axis"),
+            e.field_f64("target_rad"),
+            e.field_u64("request_id"),
+        ) else {
+            panic!("move_completed event without axis, target_rad and request_id: {e}");
+        };
+        self.pending.insert(axis.to_owned(), (e.t, target, id));
+    }
+    fn on_sample(&mut self, s: &AxisSample<'_>) {
+        let Some((at, target, id)) = self.pending.remove(s.axis) else {
+            return;
+        };
+        let a = axis(&self.axes, s.axis);
+        let error = s.truth.position_rad - target;
+        if error.abs() > a.tolerance_rad {
+            self.first.record(at, || {
+                format!(
+                    "move {id} on axis {} reported complete {:.3} deg from its target (tolerance {:.3} deg)",
+                    s.axis,
+                    error.to_degrees(),
+                    a.tolerance_rad.to_degrees()
+                )
+            });
+        }
+    }
+    fn finish(&mut self, _end: Duration) -> Option<Violation> {
+        self.first.take()
+    }
+}
+
+/// PH6.
+struct Temperature {
+    axes: BTreeMap<String, Axis>,
+    first: FirstViolation,
+}
+
+impl Oracle for Temperature {
+    fn id(&self) -> &'static str {
+        "PH6"
+    }
+    fn statement(&self) -> &'static str {
+        "every winding stays below its temperature limit"
+    }
+    fn on_sample(&mut self, s: &AxisSample<'_>) {
+        let a = axis(&self.axes, s.axis);
+        if s.truth.winding_temperature_c >= a.temperature_c_max {
+            self.first.record(s.t, || {
+                format!(
+                    "axis {} winding at {:.2} °C, limit {:.2} °C",
+                    s.axis, s.truth.winding_temperature_c, a.temperature_c_max
+                )
+            });
+        }
+    }
+    fn finish(&mut self, _end: Duration) -> Option<Violation> {
+        self.first.take()
+    }
+}

@@ -1,0 +1,152 @@
+//! The report of a run (DESIGN.md §9): what was run, what was injected, what held.
+//!
+//! One type serves `sim run --json`, the insta snapshots (YAML, floats rounded to a fixed number
+//! of significant digits by [`Report::rounded`]) and sweeps. It is built by `run.rs` from the
+//! run's trace, oracle verdicts and per-axis statistics; it does no judging of its own.
+
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+use crate::fault::Fault;
+use crate::fieldbus::FieldbusStats;
+use crate::oracle::Violation;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub seed: u64,
+    pub version: String,
+    pub verdict: Verdict,
+    pub simulated_s: f64,
+    pub trace_hash: String,
+    pub trace_events: usize,
+    pub oracles: Vec<OracleReport>,
+    pub faults: Vec<Fault>,
+    pub moves: MoveCounts,
+    pub axes: Vec<AxisReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OracleReport {
+    pub id: String,
+    pub statement: String,
+    pub holds: bool,
+    /// Whether the scenario's `[expect]` requires this oracle to hold (or, for a planted
+    /// violation, to fail); an oracle not expected either way is reported but does not decide.
+    pub expected: Expectation,
+    pub first_violation: Option<Violation>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expectation {
+    Holds,
+    Fails,
+    Ignored,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MoveCounts {
+    pub requested: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub retries: u64,
+    pub latency_ms_p50: Option<f64>,
+    pub latency_ms_p99: Option<f64>,
+    pub latency_ms_max: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AxisReport {
+    pub name: String,
+    pub following_error_deg_max: f64,
+    pub following_error_deg_rms: f64,
+    pub current_a_peak: f64,
+    pub position_deg_final: f64,
+    pub winding_temperature_c_max: f64,
+    pub watchdog_trips: u64,
+    pub fieldbus: FieldbusStats,
+}
+
+impl Report {
+    /// The report with every float rounded to `SNAPSHOT_SIGNIFICANT_DIGITS`, as a JSON value:
+    /// what the snapshots store, so that a last-bit difference in a libm or a compiler does not
+    /// churn them while any real change still shows.
+    pub fn rounded(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).expect("a report always serializes");
+        round_floats(&mut value);
+        value
+    }
+}
+
+/// Significant digits kept in snapshots.
+pub const SNAPSHOT_SIGNIFICANT_DIGITS: i32 = 6;
+
+fn round_floats(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            let x = n.as_f64().expect("is_f64 checked");
+            if let Some(rounded) =
+                serde_json::Number::from_f64(round_significant(x, SNAPSHOT_SIGNIFICANT_DIGITS))
+            {
+                *n = rounded;
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(round_floats),
+        serde_json::Value::Object(map) => map.values_mut().for_each(round_floats),
+        _ => {}
+    }
+}
+
+fn round_significant(x: f64, digits: i32) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let magnitude = libm::floor(libm::log10(x.abs())) as i32;
+    let scale = libm::pow(10.0, f64::from(digits - 1 - magnitude));
+    let rounded = libm::round(x * scale) / scale;
+    // Print-parse round trip gives the shortest decimal for the rounded value.
+    format!("{rounded:.*e}", (digits - 1) as usize)
+        .parse()
+        .unwrap_or(rounded)
+}
+
+pub(crate) fn serialize_duration_s<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+pub(crate) fn serialize_option_duration_s<S: Serializer>(
+    d: &Option<Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Goal: rounding keeps six significant digits at every magnitude and leaves zero, integers
+    // and non-finite values alone.
+    #[test]
+    fn rounds_to_significant_digits() {
+        assert_eq!(round_significant(1.23456789, 6), 1.23457);
+        assert_eq!(round_significant(-0.000123456789, 6), -0.000123457);
+        assert_eq!(round_significant(123456789.0, 6), 123457000.0);
+        assert_eq!(round_significant(0.0, 6), 0.0);
+        let mut v = serde_json::json!({"a": [1.23456789, 7], "b": {"c": 2.0000001}});
+        round_floats(&mut v);
+        assert_eq!(v, serde_json::json!({"a": [1.23457, 7], "b": {"c": 2.0}}));
+    }
+}

@@ -1,0 +1,335 @@
+//! The scenario file as written: the TOML schema, field by field, with defaults.
+//!
+//! These types mirror the file one to one (README.md, "Scenario format", documents every field).
+//! They are only parsed here; [`super::Scenario::from_source`] checks them against each other and
+//! turns them into the resolved [`super::Scenario`]. Keys carry their unit (`_s`, `_ms`, `_us`,
+//! `_deg`, `_hz`, `_a`, `_nm`), unknown keys are rejected, and the entries a later check may have
+//! to point at are kept [`Spanned`] so that its message names their line.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScenarioFile {
+    pub(crate) name: String,
+    pub(crate) duration_s: Spanned<f64>,
+    /// Fault-free tail of the run in which liveness is judged.
+    #[serde(default)]
+    pub(crate) settle_s: Option<Spanned<f64>>,
+    #[serde(default = "default_seed")]
+    pub(crate) seed: u64,
+    #[serde(default)]
+    pub(crate) cell: CellFile,
+    #[serde(default)]
+    pub(crate) network: NetworkFile,
+    pub(crate) axis: BTreeMap<String, Spanned<AxisFile>>,
+    #[serde(default)]
+    pub(crate) workload: WorkloadFile,
+    #[serde(default, rename = "fault")]
+    pub(crate) faults: Vec<Spanned<FaultFile>>,
+    #[serde(default)]
+    pub(crate) chaos: Option<Spanned<ChaosFile>>,
+    #[serde(default)]
+    pub(crate) expect: ExpectFile,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CellFile {
+    #[serde(default = "one")]
+    pub(crate) clients: u32,
+    #[serde(default = "one")]
+    pub(crate) motion_hosts: u32,
+}
+
+impl Default for CellFile {
+    fn default() -> CellFile {
+        CellFile {
+            clients: 1,
+            motion_hosts: 1,
+        }
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NetworkFile {
+    #[serde(default = "NetworkFile::default_service_latency_ms_min")]
+    pub(crate) service_latency_ms_min: f64,
+    #[serde(default = "NetworkFile::default_service_latency_ms_max")]
+    pub(crate) service_latency_ms_max: f64,
+    #[serde(default = "NetworkFile::default_fieldbus_latency_us")]
+    pub(crate) fieldbus_latency_us: f64,
+    #[serde(default)]
+    pub(crate) fieldbus_loss: f64,
+    #[serde(default)]
+    pub(crate) fieldbus_corruption: f64,
+}
+
+impl NetworkFile {
+    fn default_service_latency_ms_min() -> f64 {
+        1.0
+    }
+    fn default_service_latency_ms_max() -> f64 {
+        3.0
+    }
+    fn default_fieldbus_latency_us() -> f64 {
+        50.0
+    }
+}
+
+impl Default for NetworkFile {
+    fn default() -> NetworkFile {
+        NetworkFile {
+            service_latency_ms_min: NetworkFile::default_service_latency_ms_min(),
+            service_latency_ms_max: NetworkFile::default_service_latency_ms_max(),
+            fieldbus_latency_us: NetworkFile::default_fieldbus_latency_us(),
+            fieldbus_loss: 0.0,
+            fieldbus_corruption: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AxisFile {
+    /// The motion host that owns this axis (`motion-<k>`).
+    #[serde(default = "AxisFile::default_motion_host")]
+    pub(crate) motion_host: String,
+    #[serde(default = "AxisFile::default_control_rate_hz")]
+    pub(crate) control_rate_hz: f64,
+    #[serde(default = "AxisFile::default_profile")]
+    pub(crate) profile: ProfileFile,
+    pub(crate) velocity_deg_per_s_max: f64,
+    pub(crate) acceleration_deg_per_s2_max: f64,
+    #[serde(default)]
+    pub(crate) jerk_deg_per_s3_max: Option<f64>,
+    pub(crate) position_deg_min: f64,
+    pub(crate) position_deg_max: f64,
+    /// Defaults to the drive's own current limit from the plant parameters.
+    #[serde(default)]
+    pub(crate) current_a_max: Option<f64>,
+    #[serde(default = "AxisFile::default_following_error_deg_max")]
+    pub(crate) following_error_deg_max: f64,
+    #[serde(default = "AxisFile::default_tolerance_deg")]
+    pub(crate) tolerance_deg: f64,
+    #[serde(default = "AxisFile::default_bandwidth_hz")]
+    pub(crate) bandwidth_hz: f64,
+    /// The drive firmware's command watchdog: torque off when commands stop for this long.
+    #[serde(default = "AxisFile::default_drive_watchdog_ms")]
+    pub(crate) drive_watchdog_ms: f64,
+    /// The motion service's SS1 stop time, also the physics oracle's stop-time allowance.
+    #[serde(default = "AxisFile::default_stop_time_s")]
+    pub(crate) stop_time_s: f64,
+    #[serde(default = "AxisFile::default_temperature_c_max")]
+    pub(crate) temperature_c_max: f64,
+    /// Plant parameters, the schema of `plant-model` (a `preset` plus overrides).
+    pub(crate) plant: Spanned<toml::Table>,
+}
+
+impl AxisFile {
+    fn default_motion_host() -> String {
+        "motion-1".to_owned()
+    }
+    fn default_control_rate_hz() -> f64 {
+        1000.0
+    }
+    fn default_profile() -> ProfileFile {
+        ProfileFile::SCurve
+    }
+    fn default_following_error_deg_max() -> f64 {
+        10.0
+    }
+    fn default_tolerance_deg() -> f64 {
+        0.5
+    }
+    fn default_bandwidth_hz() -> f64 {
+        10.0
+    }
+    fn default_drive_watchdog_ms() -> f64 {
+        20.0
+    }
+    fn default_stop_time_s() -> f64 {
+        0.5
+    }
+    fn default_temperature_c_max() -> f64 {
+        80.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum ProfileFile {
+    Trapezoid,
+    SCurve,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WorkloadFile {
+    #[serde(default, rename = "move")]
+    pub(crate) moves: Vec<Spanned<MoveFile>>,
+    #[serde(default, rename = "cycle")]
+    pub(crate) cycles: Vec<Spanned<CycleFile>>,
+    #[serde(default)]
+    pub(crate) retry: RetryFile,
+}
+
+/// One move at a given time.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MoveFile {
+    pub(crate) at_s: f64,
+    pub(crate) axis: String,
+    pub(crate) target_deg: f64,
+}
+
+/// Moves through `targets_deg` in turn, one every `period_s`, from `from_s` until `until_s`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CycleFile {
+    pub(crate) axis: String,
+    pub(crate) targets_deg: Vec<f64>,
+    pub(crate) period_s: f64,
+    #[serde(default)]
+    pub(crate) from_s: f64,
+    pub(crate) until_s: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RetryFile {
+    #[serde(default = "RetryFile::default_attempts_max")]
+    pub(crate) attempts_max: u32,
+    #[serde(default = "RetryFile::default_backoff_ms_initial")]
+    pub(crate) backoff_ms_initial: f64,
+    #[serde(default = "RetryFile::default_backoff_multiplier")]
+    pub(crate) backoff_multiplier: f64,
+    #[serde(default = "RetryFile::default_jitter")]
+    pub(crate) jitter: f64,
+    #[serde(default = "RetryFile::default_timeout_ms")]
+    pub(crate) timeout_ms: f64,
+    #[serde(default = "RetryFile::default_deadline_ms")]
+    pub(crate) deadline_ms: f64,
+}
+
+impl RetryFile {
+    fn default_attempts_max() -> u32 {
+        5
+    }
+    fn default_backoff_ms_initial() -> f64 {
+        100.0
+    }
+    fn default_backoff_multiplier() -> f64 {
+        2.0
+    }
+    fn default_jitter() -> f64 {
+        0.5
+    }
+    fn default_timeout_ms() -> f64 {
+        500.0
+    }
+    fn default_deadline_ms() -> f64 {
+        5000.0
+    }
+}
+
+impl Default for RetryFile {
+    fn default() -> RetryFile {
+        RetryFile {
+            attempts_max: RetryFile::default_attempts_max(),
+            backoff_ms_initial: RetryFile::default_backoff_ms_initial(),
+            backoff_multiplier: RetryFile::default_backoff_multiplier(),
+            jitter: RetryFile::default_jitter(),
+            timeout_ms: RetryFile::default_timeout_ms(),
+            deadline_ms: RetryFile::default_deadline_ms(),
+        }
+    }
+}
+
+/// One `[[fault]]` entry. Which of the optional fields a kind needs is checked after parsing,
+/// so that the message can say exactly which field is missing for which kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FaultFile {
+    pub(crate) at_s: f64,
+    pub(crate) kind: String,
+    #[serde(default)]
+    pub(crate) for_s: Option<f64>,
+    #[serde(default)]
+    pub(crate) between: Option<Vec<String>>,
+    #[serde(default)]
+    pub(crate) from: Option<String>,
+    #[serde(default)]
+    pub(crate) to: Option<String>,
+    #[serde(default)]
+    pub(crate) host: Option<String>,
+    #[serde(default)]
+    pub(crate) axis: Option<String>,
+    #[serde(default)]
+    pub(crate) latency_ms: Option<f64>,
+    #[serde(default)]
+    pub(crate) latency_us: Option<f64>,
+    #[serde(default)]
+    pub(crate) probability: Option<f64>,
+    #[serde(default)]
+    pub(crate) torque_nm: Option<f64>,
+    #[serde(default)]
+    pub(crate) offset_counts: Option<i32>,
+    #[serde(default)]
+    pub(crate) fraction: Option<f64>,
+    #[serde(default)]
+    pub(crate) ambient_c: Option<f64>,
+    #[serde(default)]
+    pub(crate) volts: Option<f64>,
+}
+
+/// `[chaos]`: fault kinds with a mean rate; the seed draws a concrete schedule from them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChaosFile {
+    #[serde(default)]
+    pub(crate) from_s: Option<f64>,
+    #[serde(default)]
+    pub(crate) until_s: Option<f64>,
+    /// Mean number of faults per simulated minute, by fault kind.
+    pub(crate) per_min: BTreeMap<String, f64>,
+    #[serde(default = "ChaosFile::default_fault_s_mean")]
+    pub(crate) fault_s_mean: f64,
+    #[serde(default = "ChaosFile::default_fault_s_max")]
+    pub(crate) fault_s_max: f64,
+}
+
+impl ChaosFile {
+    fn default_fault_s_mean() -> f64 {
+        1.0
+    }
+    fn default_fault_s_max() -> f64 {
+        5.0
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExpectFile {
+    /// Oracle ids that must hold; all of them when absent.
+    #[serde(default)]
+    pub(crate) oracles: Option<Spanned<Vec<String>>>,
+    /// Oracle ids this scenario demonstrates failing (a planted violation).
+    #[serde(default)]
+    pub(crate) failing: Vec<String>,
+    /// Liveness floor: at least this many moves completed.
+    #[serde(default)]
+    pub(crate) moves_completed_min: u32,
+}

@@ -1,0 +1,929 @@
+//! Scenarios: a cell, its workload, its faults and what must hold, loaded from TOML and checked.
+//!
+//! [`Scenario::load`] reads a file, [`Scenario::from_source`] parses and checks text. The file
+//! schema lives in `file.rs`; this module owns the checks that relate fields to each other and
+//! the resolved form the world runs (SI units, `Duration`s, the cycles expanded into moves).
+//! Every rejection is a [`ScenarioError`] that names the file, the line and column, and says
+//! how to fix it. What a scenario *means* at run time (hosts, links, drives) is `world.rs`.
+
+mod file;
+mod source;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use plant_model::AxisParams;
+use toml::Spanned;
+
+use crate::fault::{Chaos, ChaosTargets, Fault, FaultKind, KIND_NAMES};
+use file::{AxisFile, ChaosFile, FaultFile, ProfileFile, ScenarioFile};
+pub use source::{Location, Source};
+
+/// A run may not be longer than this: limits keep a typo from running for a day.
+pub const DURATION_S_MAX: f64 = 24.0 * 3600.0;
+/// Upper bound on moves after cycles are expanded.
+pub const MOVE_COUNT_MAX: usize = 100_000;
+/// Host counts of a cell.
+pub const CLIENT_COUNT_MAX: u32 = 16;
+pub const MOTION_HOST_COUNT_MAX: u32 = 16;
+/// Control rates a drive accepts, Hz.
+pub const CONTROL_RATE_HZ_MIN: f64 = 10.0;
+pub const CONTROL_RATE_HZ_MAX: f64 = 10_000.0;
+
+/// A scenario file was unreadable, malformed, or contradicts itself.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("{origin}: cannot read the scenario: {source}")]
+    Read {
+        origin: String,
+        source: std::io::Error,
+    },
+    #[error("{origin}:{location}: {message}")]
+    Invalid {
+        origin: String,
+        location: Location,
+        message: String,
+    },
+}
+
+/// A checked scenario, ready to run.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    /// The path the scenario was loaded from, as given (used in reproduction commands).
+    pub origin: String,
+    pub duration: Duration,
+    pub settle: Duration,
+    pub seed: u64,
+    pub clients: u32,
+    pub motion_hosts: u32,
+    pub network: Network,
+    /// Sorted by name.
+    pub axes: Vec<Axis>,
+    /// Sorted by time, cycles expanded.
+    pub moves: Vec<Move>,
+    pub retry: Retry,
+    /// The explicit `[[fault]]` entries, sorted by start time.
+    pub faults: Vec<Fault>,
+    pub chaos: Option<Chaos>,
+    pub expect: Expect,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Network {
+    pub service_latency_min: Duration,
+    pub service_latency_max: Duration,
+    pub fieldbus_latency: Duration,
+    pub fieldbus_loss: f64,
+    pub fieldbus_corruption: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Trapezoid,
+    SCurve,
+}
+
+#[derive(Debug, Clone)]
+pub struct Axis {
+    pub name: String,
+    pub motion_host: String,
+    pub control_period: Duration,
+    pub profile: Profile,
+    pub velocity_rad_per_s_max: f64,
+    pub acceleration_rad_per_s2_max: f64,
+    pub jerk_rad_per_s3_max: f64,
+    pub position_rad_min: f64,
+    pub position_rad_max: f64,
+    pub current_a_max: f64,
+    pub following_error_rad_max: f64,
+    pub tolerance_rad: f64,
+    pub bandwidth_hz: f64,
+    pub drive_watchdog: Duration,
+    pub stop_time_s: f64,
+    pub temperature_c_max: f64,
+    pub plant: AxisParams,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Move {
+    pub at: Duration,
+    pub axis: String,
+    pub target_rad: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retry {
+    pub attempts_max: u32,
+    pub backoff_initial: Duration,
+    pub backoff_multiplier: f64,
+    pub jitter: f64,
+    pub timeout: Duration,
+    pub deadline: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expect {
+    /// Oracle ids that must hold; `None` means every oracle.
+    pub oracles: Option<Vec<String>>,
+    /// Oracle ids the scenario shows failing on purpose.
+    pub failing: Vec<String>,
+    pub moves_completed_min: u32,
+}
+
+impl Scenario {
+    /// Reads and checks a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            origin: origin.clone(),
+            source,
+        })?;
+        Scenario::from_source(&Source::new(origin, text))
+    }
+
+    /// Parses and checks scenario text.
+    pub fn from_source(source: &Source) -> Result<Scenario, ScenarioError> {
+        let file: ScenarioFile =
+            toml::from_str(&source.text).map_err(|error| ScenarioError::Invalid {
+                origin: source.origin.clone(),
+                location: source.locate_span(error.span()),
+                message: error.message().trim_end().to_owned(),
+            })?;
+        Checker { source }.check(file)
+    }
+
+    /// The names of the service hosts of the cell, in a fixed order.
+    pub fn hosts(&self) -> Vec<String> {
+        let mut hosts = Vec::new();
+        hosts.extend((1..=self.clients).map(|k| format!("client-{k}")));
+        hosts.extend((1..=self.motion_hosts).map(|k| format!("motion-{k}")));
+        hosts
+    }
+
+    /// The host pairs that talk to each other (the links network faults can hit).
+    pub fn links(&self) -> Vec<(String, String)> {
+        let mut links = Vec::new();
+        for client in 1..=self.clients {
+            for motion in 1..=self.motion_hosts {
+                links.push((format!("client-{client}"), format!("motion-{motion}")));
+            }
+        }
+        links
+    }
+
+    /// What chaos may strike.
+    pub fn chaos_targets(&self) -> ChaosTargets {
+        ChaosTargets {
+            hosts: (1..=self.motion_hosts)
+                .map(|k| format!("motion-{k}"))
+                .collect(),
+            links: self.links(),
+            axes: self.axes.iter().map(|a| a.name.clone()).collect(),
+        }
+    }
+
+    pub fn axis(&self, name: &str) -> Option<&Axis> {
+        self.axes.iter().find(|a| a.name == name)
+    }
+}
+
+/// Checks a parsed file against itself and resolves it; owns the error formatting.
+struct Checker<'a> {
+    source: &'a Source,
+}
+
+impl Checker<'_> {
+    fn error(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> ScenarioError {
+        ScenarioError::Invalid {
+            origin: self.source.origin.clone(),
+            location: self.source.locate(span.start),
+            message: message.into(),
+        }
+    }
+
+    fn check(&self, file: ScenarioFile) -> Result<Scenario, ScenarioError> {
+        let duration_s = *file.duration_s.get_ref();
+        if !(duration_s > 0.0 && duration_s <= DURATION_S_MAX) {
+            return Err(self.error(
+                file.duration_s.span(),
+                format!("`duration_s` must be in (0, {DURATION_S_MAX}] seconds, not {duration_s}"),
+            ));
+        }
+        let settle_s = file.settle_s.as_ref().map_or(0.0, |s| *s.get_ref());
+        if let Some(settle) = &file.settle_s
+            && !(settle_s >= 0.0 && settle_s < duration_s)
+        {
+            return Err(self.error(
+                settle.span(),
+                format!(
+                    "`settle_s` must be at least 0 and shorter than `duration_s` ({duration_s}), not {settle_s}"
+                ),
+            ));
+        }
+        if file.cell.clients == 0 || file.cell.clients > CLIENT_COUNT_MAX {
+            return Err(self.error(
+                0..0,
+                format!(
+                    "`cell.clients` must be 1 to {CLIENT_COUNT_MAX}, not {}",
+                    file.cell.clients
+                ),
+            ));
+        }
+        if file.cell.motion_hosts == 0 || file.cell.motion_hosts > MOTION_HOST_COUNT_MAX {
+            return Err(self.error(
+                0..0,
+                format!(
+                    "`cell.motion_hosts` must be 1 to {MOTION_HOST_COUNT_MAX}, not {}",
+                    file.cell.motion_hosts
+                ),
+            ));
+        }
+        let network = self.check_network(&file)?;
+        if file.axis.is_empty() {
+            return Err(self.error(0..0, "a scenario needs at least one `[axis.<name>]` table"));
+        }
+        let motion_hosts: BTreeSet<String> = (1..=file.cell.motion_hosts)
+            .map(|k| format!("motion-{k}"))
+            .collect();
+        let mut axes = Vec::new();
+        for (name, axis) in &file.axis {
+            axes.push(self.check_axis(name, axis, &motion_hosts)?);
+        }
+        let duration = Duration::from_secs_f64(duration_s);
+        let mut scenario = Scenario {
+            name: file.name.clone(),
+            origin: self.source.origin.clone(),
+            duration,
+            settle: Duration::from_secs_f64(settle_s),
+            seed: file.seed,
+            clients: file.cell.clients,
+            motion_hosts: file.cell.motion_hosts,
+            network,
+            axes,
+            moves: Vec::new(),
+            retry: self.check_retry(&file)?,
+            faults: Vec::new(),
+            chaos: None,
+            expect: Expect {
+                oracles: file.expect.oracles.as_ref().map(|o| o.get_ref().clone()),
+                failing: file.expect.failing.clone(),
+                moves_completed_min: file.expect.moves_completed_min,
+            },
+        };
+        scenario.moves = self.check_moves(&file, &scenario)?;
+        for fault in &file.faults {
+            let checked = self.check_fault(fault, &scenario)?;
+            scenario.faults.push(checked);
+        }
+        scenario.faults.sort_by_key(|f| f.at);
+        if let Some(chaos) = &file.chaos {
+            scenario.chaos = Some(self.check_chaos(chaos, &scenario)?);
+        }
+        Ok(scenario)
+    }
+
+    fn check_network(&self, file: &ScenarioFile) -> Result<Network, ScenarioError> {
+        let n = &file.network;
+        let here = 0..0;
+        if !(n.service_latency_ms_min >= 0.0
+            && n.service_latency_ms_min <= n.service_latency_ms_max)
+        {
+            return Err(self.error(
+                here,
+                format!(
+                    "`network.service_latency_ms_min` ({}) must be at least 0 and at most `service_latency_ms_max` ({})",
+                    n.service_latency_ms_min, n.service_latency_ms_max
+                ),
+            ));
+        }
+        if !(n.fieldbus_latency_us >= 0.0 && n.fieldbus_latency_us <= 100_000.0) {
+            return Err(self.error(
+                here,
+                format!(
+                    "`network.fieldbus_latency_us` must be in [0, 100000] µs, not {}",
+                    n.fieldbus_latency_us
+                ),
+            ));
+        }
+        for (key, p) in [
+            ("fieldbus_loss", n.fieldbus_loss),
+            ("fieldbus_corruption", n.fieldbus_corruption),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(self.error(
+                    here.clone(),
+                    format!("`network.{key}` is a probability in [0, 1], not {p}"),
+                ));
+            }
+        }
+        Ok(Network {
+            service_latency_min: Duration::from_secs_f64(n.service_latency_ms_min / 1e3),
+            service_latency_max: Duration::from_secs_f64(n.service_latency_ms_max / 1e3),
+            fieldbus_latency: Duration::from_secs_f64(n.fieldbus_latency_us / 1e6),
+            fieldbus_loss: n.fieldbus_loss,
+            fieldbus_corruption: n.fieldbus_corruption,
+        })
+    }
+
+    fn check_axis(
+        &self,
+        name: &str,
+        spanned: &Spanned<AxisFile>,
+        motion_hosts: &BTreeSet<String>,
+    ) -> Result<Axis, ScenarioError> {
+        let a = spanned.get_ref();
+        let span = spanned.span();
+        let fail =
+            |message: String| Err(self.error(span.clone(), format!("[axis.{name}]: {message}")));
+        if !motion_hosts.contains(&a.motion_host) {
+            return fail(format!(
+                "`motion_host = \"{}\"` is not a host of this cell; it has {}",
+                a.motion_host,
+                motion_hosts.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        if !(CONTROL_RATE_HZ_MIN..=CONTROL_RATE_HZ_MAX).contains(&a.control_rate_hz) {
+            return fail(format!(
+                "`control_rate_hz` must be in [{CONTROL_RATE_HZ_MIN}, {CONTROL_RATE_HZ_MAX}], not {}",
+                a.control_rate_hz
+            ));
+        }
+        let period_ns = 1e9 / a.control_rate_hz;
+        if (period_ns - period_ns.round()).abs() > 1e-6
+            || !(period_ns.round() as u64).is_multiple_of(1000)
+        {
+            return fail(format!(
+                "`control_rate_hz = {}` gives a period that is not a whole number of microseconds; \
+                 use a rate such as 250, 500, 1000 or 2000",
+                a.control_rate_hz
+            ));
+        }
+        for (key, value) in [
+            ("velocity_deg_per_s_max", a.velocity_deg_per_s_max),
+            ("acceleration_deg_per_s2_max", a.acceleration_deg_per_s2_max),
+            ("following_error_deg_max", a.following_error_deg_max),
+            ("tolerance_deg", a.tolerance_deg),
+            ("bandwidth_hz", a.bandwidth_hz),
+            ("drive_watchdog_ms", a.drive_watchdog_ms),
+            ("stop_time_s", a.stop_time_s),
+        ] {
+            if !(value > 0.0 && value.is_finite()) {
+                return fail(format!("`{key}` must be a positive number, not {value}"));
+            }
+        }
+        if let Some(jerk) = a.jerk_deg_per_s3_max
+            && !(jerk > 0.0 && jerk.is_finite())
+        {
+            return fail(format!(
+                "`jerk_deg_per_s3_max` must be a positive number, not {jerk}"
+            ));
+        }
+        if a.profile == ProfileFile::SCurve && a.jerk_deg_per_s3_max.is_none() {
+            return fail(
+                "`profile = \"s-curve\"` needs `jerk_deg_per_s3_max`; give it, or use `profile = \"trapezoid\"`"
+                    .to_owned(),
+            );
+        }
+        if a.position_deg_min >= a.position_deg_max {
+            return fail(format!(
+                "`position_deg_min` ({}) must be below `position_deg_max` ({})",
+                a.position_deg_min, a.position_deg_max
+            ));
+        }
+        let decel_time_s = a.velocity_deg_per_s_max / a.acceleration_deg_per_s2_max;
+        if decel_time_s > a.stop_time_s {
+            return fail(format!(
+                "`stop_time_s` ({}) is shorter than the {decel_time_s:.3} s the axis needs to stop from \
+                 `velocity_deg_per_s_max` at `acceleration_deg_per_s2_max`; raise `stop_time_s` or the acceleration",
+                a.stop_time_s
+            ));
+        }
+        let plant = self.check_plant(name, &a.plant)?;
+        let drive_current_a_max = plant.output_shaft().current_a_max;
+        let current_a_max = a.current_a_max.unwrap_or(drive_current_a_max);
+        if !(current_a_max > 0.0 && current_a_max <= drive_current_a_max) {
+            return fail(format!(
+                "`current_a_max` ({current_a_max} A) must be positive and at most the drive's limit ({drive_current_a_max} A)"
+            ));
+        }
+        let velocity_rad_per_s_plant = plant.output_shaft().velocity_rad_per_s_max;
+        if a.velocity_deg_per_s_max.to_radians() > velocity_rad_per_s_plant {
+            return fail(format!(
+                "`velocity_deg_per_s_max` ({}) is faster than the motor's no-load speed ({:.1} deg/s)",
+                a.velocity_deg_per_s_max,
+                velocity_rad_per_s_plant.to_degrees()
+            ));
+        }
+        Ok(Axis {
+            name: name.to_owned(),
+            motion_host: a.motion_host.clone(),
+            control_period: Duration::from_nanos(period_ns.round() as u64),
+            profile: match a.profile {
+                ProfileFile::Trapezoid => Profile::Trapezoid,
+                ProfileFile::SCurve => Profile::SCurve,
+            },
+            velocity_rad_per_s_max: a.velocity_deg_per_s_max.to_radians(),
+            acceleration_rad_per_s2_max: a.acceleration_deg_per_s2_max.to_radians(),
+            jerk_rad_per_s3_max: a.jerk_deg_per_s3_max.map_or(f64::INFINITY, f64::to_radians),
+            position_rad_min: a.position_deg_min.to_radians(),
+            position_rad_max: a.position_deg_max.to_radians(),
+            current_a_max,
+            following_error_rad_max: a.following_error_deg_max.to_radians(),
+            tolerance_rad: a.tolerance_deg.to_radians(),
+            bandwidth_hz: a.bandwidth_hz,
+            drive_watchdog: Duration::from_secs_f64(a.drive_watchdog_ms / 1e3),
+            stop_time_s: a.stop_time_s,
+            temperature_c_max: a.temperature_c_max,
+            plant,
+        })
+    }
+
+    fn check_plant(
+        &self,
+        axis: &str,
+        table: &Spanned<toml::Table>,
+    ) -> Result<AxisParams, ScenarioError> {
+        let origin = format!("{} [axis.{axis}.plant]", self.source.origin);
+        AxisParams::from_toml_table(table.get_ref(), &origin)
+            .map_err(|error| self.error(table.span(), format!("[axis.{axis}.plant]: {error}")))
+    }
+
+    fn check_retry(&self, file: &ScenarioFile) -> Result<Retry, ScenarioError> {
+        let r = &file.workload.retry;
+        let fail = |message: String| Err(self.error(0..0, format!("[workload.retry]: {message}")));
+        if r.attempts_max == 0 || r.attempts_max > 100 {
+            return fail(format!(
+                "`attempts_max` counts the first call: 1 to 100, not {}",
+                r.attempts_max
+            ));
+        }
+        for (key, value) in [
+            ("backoff_ms_initial", r.backoff_ms_initial),
+            ("timeout_ms", r.timeout_ms),
+            ("deadline_ms", r.deadline_ms),
+        ] {
+            if !(value > 0.0 && value.is_finite()) {
+                return fail(format!("`{key}` must be a positive number, not {value}"));
+            }
+        }
+        if r.backoff_multiplier < 1.0 {
+            return fail(format!(
+                "`backoff_multiplier` must be at least 1, not {}",
+                r.backoff_multiplier
+            ));
+        }
+        if !(0.0..1.0).contains(&r.jitter) {
+            return fail(format!(
+                "`jitter` is a fraction in [0, 1), not {}",
+                r.jitter
+            ));
+        }
+        if r.timeout_ms > r.deadline_ms {
+            return fail(format!(
+                "`timeout_ms` ({}) exceeds the deadline over all attempts, `deadline_ms` ({})",
+                r.timeout_ms, r.deadline_ms
+            ));
+        }
+        Ok(Retry {
+            attempts_max: r.attempts_max,
+            backoff_initial: Duration::from_secs_f64(r.backoff_ms_initial / 1e3),
+            backoff_multiplier: r.backoff_multiplier,
+            jitter: r.jitter,
+            timeout: Duration::from_secs_f64(r.timeout_ms / 1e3),
+            deadline: Duration::from_secs_f64(r.deadline_ms / 1e3),
+        })
+    }
+
+    fn check_moves(
+        &self,
+        file: &ScenarioFile,
+        scenario: &Scenario,
+    ) -> Result<Vec<Move>, ScenarioError> {
+        let duration_s = scenario.duration.as_secs_f64();
+        let mut moves = Vec::new();
+        let target = |span: std::ops::Range<usize>, axis: &str, target_deg: f64| {
+            let Some(a) = scenario.axis(axis) else {
+                return Err(self.error(
+                    span,
+                    format!(
+                        "move on unknown axis `{axis}`; the axes are {}",
+                        axis_names(scenario)
+                    ),
+                ));
+            };
+            let target_rad = target_deg.to_radians();
+            if !(a.position_rad_min..=a.position_rad_max).contains(&target_rad) {
+                return Err(self.error(
+                    span,
+                    format!(
+                        "move target {target_deg} deg is outside axis `{axis}`'s soft limits [{}, {}] deg",
+                        a.position_rad_min.to_degrees(),
+                        a.position_rad_max.to_degrees()
+                    ),
+                ));
+            }
+            Ok(target_rad)
+        };
+        for spanned in &file.workload.moves {
+            let m = spanned.get_ref();
+            if !(m.at_s >= 0.0 && m.at_s < duration_s) {
+                return Err(self.error(
+                    spanned.span(),
+                    format!("move `at_s` must be in [0, {duration_s}), not {}", m.at_s),
+                ));
+            }
+            let target_rad = target(spanned.span(), &m.axis, m.target_deg)?;
+            moves.push(Move {
+                at: Duration::from_secs_f64(m.at_s),
+                axis: m.axis.clone(),
+                target_rad,
+            });
+        }
+        for spanned in &file.workload.cycles {
+            let c = spanned.get_ref();
+            if c.targets_deg.is_empty() {
+                return Err(self.error(spanned.span(), "cycle `targets_deg` is empty"));
+            }
+            if !(c.period_s > 0.0
+                && c.from_s >= 0.0
+                && c.from_s < c.until_s
+                && c.until_s <= duration_s)
+            {
+                return Err(self.error(
+                    spanned.span(),
+                    format!(
+                        "cycle needs `period_s` > 0 and 0 <= `from_s` < `until_s` <= `duration_s` ({duration_s}); \
+                         got period_s {}, from_s {}, until_s {}",
+                        c.period_s, c.from_s, c.until_s
+                    ),
+                ));
+            }
+            let targets_rad = c
+                .targets_deg
+                .iter()
+                .map(|t| target(spanned.span(), &c.axis, *t))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut k = 0usize;
+            loop {
+                let at_s = c.from_s + k as f64 * c.period_s;
+                if at_s >= c.until_s {
+                    break;
+                }
+                if moves.len() >= MOVE_COUNT_MAX {
+                    return Err(self.error(
+                        spanned.span(),
+                        format!("the workload expands to more than {MOVE_COUNT_MAX} moves"),
+                    ));
+                }
+                moves.push(Move {
+                    at: Duration::from_secs_f64(at_s),
+                    axis: c.axis.clone(),
+                    target_rad: targets_rad[k % targets_rad.len()],
+                });
+                k += 1;
+            }
+        }
+        moves.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.axis.cmp(&b.axis)));
+        Ok(moves)
+    }
+
+    fn check_fault(
+        &self,
+        spanned: &Spanned<FaultFile>,
+        scenario: &Scenario,
+    ) -> Result<Fault, ScenarioError> {
+        let f = spanned.get_ref();
+        let span = spanned.span();
+        let fail = |message: String| {
+            Err(self.error(span.clone(), format!("[[fault]] `{}`: {message}", f.kind)))
+        };
+        let duration_s = scenario.duration.as_secs_f64();
+        if !KIND_NAMES.contains(&f.kind.as_str()) {
+            return Err(self.error(
+                span.clone(),
+                format!(
+                    "unknown fault kind `{}`; the kinds are {}",
+                    f.kind,
+                    KIND_NAMES.join(", ")
+                ),
+            ));
+        }
+        if !(f.at_s >= 0.0 && f.at_s < duration_s) {
+            return fail(format!(
+                "`at_s` must be in [0, {duration_s}), not {}",
+                f.at_s
+            ));
+        }
+        let hosts = scenario.hosts();
+        let host = |field: &str, value: &Option<String>| -> Result<String, ScenarioError> {
+            let Some(value) = value else {
+                return Err(self.error(
+                    span.clone(),
+                    format!("[[fault]] `{}` needs `{field}`", f.kind),
+                ));
+            };
+            if !hosts.contains(value) {
+                return Err(self.error(
+                    span.clone(),
+                    format!(
+                        "[[fault]] `{}`: unknown host `{value}`; the hosts are {}",
+                        f.kind,
+                        hosts.join(", ")
+                    ),
+                ));
+            }
+            Ok(value.clone())
+        };
+        let pair = || -> Result<(String, String), ScenarioError> {
+            match &f.between {
+                Some(b) if b.len() == 2 => {
+                    let a = host("between", &Some(b[0].clone()))?;
+                    let c = host("between", &Some(b[1].clone()))?;
+                    if a == c {
+                        return Err(self.error(
+                            span.clone(),
+                            format!("[[fault]] `{}`: `between` names `{a}` twice", f.kind),
+                        ));
+                    }
+                    Ok((a, c))
+                }
+                _ => Err(self.error(
+                    span.clone(),
+                    format!(
+                        "[[fault]] `{}` needs `between = [\"host-a\", \"host-b\"]`",
+                        f.kind
+                    ),
+                )),
+            }
+        };
+        let axis = || -> Result<String, ScenarioError> {
+            match &f.axis {
+                Some(a) if scenario.axis(a).is_some() => Ok(a.clone()),
+                Some(a) => Err(self.error(
+                    span.clone(),
+                    format!(
+                        "[[fault]] `{}`: unknown axis `{a}`; the axes are {}",
+                        f.kind,
+                        axis_names(scenario)
+                    ),
+                )),
+                None => {
+                    Err(self.error(span.clone(), format!("[[fault]] `{}` needs `axis`", f.kind)))
+                }
+            }
+        };
+        let number =
+            |field: &str, value: Option<f64>, low: f64, high: f64| -> Result<f64, ScenarioError> {
+                match value {
+                    Some(v) if (low..=high).contains(&v) => Ok(v),
+                    Some(v) => Err(self.error(
+                        span.clone(),
+                        format!(
+                            "[[fault]] `{}`: `{field}` must be in [{low}, {high}], not {v}",
+                            f.kind
+                        ),
+                    )),
+                    None => Err(self.error(
+                        span.clone(),
+                        format!("[[fault]] `{}` needs `{field}`", f.kind),
+                    )),
+                }
+            };
+        let kind = match f.kind.as_str() {
+            "partition" => {
+                let (a, b) = pair()?;
+                FaultKind::Partition { a, b }
+            }
+            "partition-oneway" => FaultKind::PartitionOneway {
+                from: host("from", &f.from)?,
+                to: host("to", &f.to)?,
+            },
+            "hold" => {
+                let (a, b) = pair()?;
+                FaultKind::Hold { a, b }
+            }
+            "latency" => {
+                let (a, b) = pair()?;
+                FaultKind::Latency {
+                    a,
+                    b,
+                    latency_ms: number("latency_ms", f.latency_ms, 0.0, 60_000.0)?,
+                }
+            }
+            "loss" => {
+                let (a, b) = pair()?;
+                FaultKind::Loss {
+                    a,
+                    b,
+                    probability: number("probability", f.probability, 0.0, 1.0)?,
+                }
+            }
+            "crash" => FaultKind::Crash {
+                host: host("host", &f.host)?,
+            },
+            "restart" => FaultKind::Restart {
+                host: host("host", &f.host)?,
+            },
+            "disk-io-error" => FaultKind::DiskIoError {
+                host: host("host", &f.host)?,
+            },
+            "disk-corruption" => FaultKind::DiskCorruption {
+                host: host("host", &f.host)?,
+            },
+            "disk-lost-writes" => FaultKind::DiskLostWrites {
+                host: host("host", &f.host)?,
+            },
+            "fieldbus-partition" => FaultKind::FieldbusPartition { axis: axis()? },
+            "fieldbus-latency" => FaultKind::FieldbusLatency {
+                axis: axis()?,
+                latency_us: number("latency_us", f.latency_us, 0.0, 1e6)?,
+            },
+            "fieldbus-loss" => FaultKind::FieldbusLoss {
+                axis: axis()?,
+                probability: number("probability", f.probability, 0.0, 1.0)?,
+            },
+            "fieldbus-corruption" => FaultKind::FieldbusCorruption {
+                axis: axis()?,
+                probability: number("probability", f.probability, 0.0, 1.0)?,
+            },
+            "encoder-glitch" => {
+                let Some(offset_counts) = f.offset_counts else {
+                    return fail("needs `offset_counts`".to_owned());
+                };
+                FaultKind::EncoderGlitch {
+                    axis: axis()?,
+                    offset_counts,
+                }
+            }
+            "encoder-dropout" => FaultKind::EncoderDropout { axis: axis()? },
+            "load-step" => FaultKind::LoadStep {
+                axis: axis()?,
+                torque_nm: number("torque_nm", f.torque_nm, -1e4, 1e4)?,
+            },
+            "torque-loss" => FaultKind::TorqueLoss {
+                axis: axis()?,
+                fraction: number("fraction", f.fraction, 0.0, 1.0)?,
+            },
+            "overheating" => FaultKind::Overheating {
+                axis: axis()?,
+                ambient_c: number("ambient_c", f.ambient_c, -40.0, 200.0)?,
+            },
+            "bus-under-voltage" => FaultKind::BusUnderVoltage {
+                axis: axis()?,
+                volts: number("volts", f.volts, 0.0, 1000.0)?,
+            },
+            other => unreachable!("kind `{other}` passed the KIND_NAMES check"),
+        };
+        self.check_fields_apply(spanned, &kind)?;
+        let until = match f.for_s {
+            None => None,
+            Some(_) if kind.is_instant() => {
+                return fail("is instantaneous and takes no `for_s`".to_owned());
+            }
+            Some(for_s) if for_s > 0.0 && f.at_s + for_s <= duration_s => {
+                Some(Duration::from_secs_f64(f.at_s + for_s))
+            }
+            Some(for_s) => {
+                return fail(format!(
+                    "`for_s` must be positive and end by `duration_s` ({duration_s}); at_s {} + for_s {for_s} does not",
+                    f.at_s
+                ));
+            }
+        };
+        Ok(Fault {
+            kind,
+            at: Duration::from_secs_f64(f.at_s),
+            until,
+            drawn: false,
+        })
+    }
+
+    /// Rejects fields given for a kind that does not use them (a typo'd kind or a copy-paste).
+    fn check_fields_apply(
+        &self,
+        spanned: &Spanned<FaultFile>,
+        kind: &FaultKind,
+    ) -> Result<(), ScenarioError> {
+        let f = spanned.get_ref();
+        let used: &[&str] = match kind {
+            FaultKind::Partition { .. } | FaultKind::Hold { .. } => &["between"],
+            FaultKind::PartitionOneway { .. } => &["from", "to"],
+            FaultKind::Latency { .. } => &["between", "latency_ms"],
+            FaultKind::Loss { .. } => &["between", "probability"],
+            FaultKind::Crash { .. }
+            | FaultKind::Restart { .. }
+            | FaultKind::DiskIoError { .. }
+            | FaultKind::DiskCorruption { .. }
+            | FaultKind::DiskLostWrites { .. } => &["host"],
+            FaultKind::FieldbusPartition { .. } | FaultKind::EncoderDropout { .. } => &["axis"],
+            FaultKind::FieldbusLatency { .. } => &["axis", "latency_us"],
+            FaultKind::FieldbusLoss { .. } | FaultKind::FieldbusCorruption { .. } => {
+                &["axis", "probability"]
+            }
+            FaultKind::EncoderGlitch { .. } => &["axis", "offset_counts"],
+            FaultKind::LoadStep { .. } => &["axis", "torque_nm"],
+            FaultKind::TorqueLoss { .. } => &["axis", "fraction"],
+            FaultKind::Overheating { .. } => &["axis", "ambient_c"],
+            FaultKind::BusUnderVoltage { .. } => &["axis", "volts"],
+        };
+        let given = [
+            ("between", f.between.is_some()),
+            ("from", f.from.is_some()),
+            ("to", f.to.is_some()),
+            ("host", f.host.is_some()),
+            ("axis", f.axis.is_some()),
+            ("latency_ms", f.latency_ms.is_some()),
+            ("latency_us", f.latency_us.is_some()),
+            ("probability", f.probability.is_some()),
+            ("torque_nm", f.torque_nm.is_some()),
+            ("offset_counts", f.offset_counts.is_some()),
+            ("fraction", f.fraction.is_some()),
+            ("ambient_c", f.ambient_c.is_some()),
+            ("volts", f.volts.is_some()),
+        ];
+        for (field, present) in given {
+            if present && !used.contains(&field) {
+                return Err(self.error(
+                    spanned.span(),
+                    format!(
+                        "[[fault]] `{}` does not use `{field}`; its fields are at_s, for_s, {}",
+                        f.kind,
+                        used.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_chaos(
+        &self,
+        spanned: &Spanned<ChaosFile>,
+        scenario: &Scenario,
+    ) -> Result<Chaos, ScenarioError> {
+        let c = spanned.get_ref();
+        let fail = |message: String| Err(self.error(spanned.span(), format!("[chaos]: {message}")));
+        let settle_start = scenario
+            .duration
+            .saturating_sub(scenario.settle)
+            .as_secs_f64();
+        let from_s = c.from_s.unwrap_or(0.0);
+        let until_s = c.until_s.unwrap_or(settle_start);
+        if !(from_s >= 0.0 && from_s < until_s && until_s <= settle_start) {
+            return fail(format!(
+                "the chaos window [{from_s}, {until_s}) must lie in [0, {settle_start}), before the settle tail"
+            ));
+        }
+        let mut rates = Vec::new();
+        for kind in KIND_NAMES {
+            if let Some(rate) = c.per_min.get(*kind) {
+                if !(*rate >= 0.0 && rate.is_finite()) {
+                    return fail(format!(
+                        "`per_min.{kind}` must be a rate at least 0, not {rate}"
+                    ));
+                }
+                rates.push(((*kind).to_owned(), *rate));
+            }
+        }
+        if let Some(unknown) = c.per_min.keys().find(|k| !KIND_NAMES.contains(&k.as_str())) {
+            return fail(format!(
+                "unknown fault kind `{unknown}` in `per_min`; the kinds are {}",
+                KIND_NAMES.join(", ")
+            ));
+        }
+        if !(c.fault_s_mean > 0.0 && c.fault_s_mean <= c.fault_s_max) {
+            return fail(format!(
+                "`fault_s_mean` ({}) must be positive and at most `fault_s_max` ({})",
+                c.fault_s_mean, c.fault_s_max
+            ));
+        }
+        Ok(Chaos {
+            from: Duration::from_secs_f64(from_s),
+            until: Duration::from_secs_f64(until_s),
+            rates_per_min: rates,
+            fault_s_mean: c.fault_s_mean,
+            fault_s_max: c.fault_s_max,
+        })
+    }
+}
+
+fn axis_names(scenario: &Scenario) -> String {
+    scenario
+        .axes
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Profile::Trapezoid => "trapezoid",
+            Profile::SCurve => "s-curve",
+        })
+    }
+}

@@ -1,0 +1,422 @@
+//! The world: one scenario running inside turmoil, with its drives and its fault schedule.
+//!
+//! Owns everything of one run that has state: the turmoil `Sim` (service hosts, network, file
+//! systems), the simulated drives and their fieldbuses, the disks' fault switches, the fault
+//! schedule and the trace. [`World::run`] steps it tick by tick and hands each tick's trace
+//! events and axis samples to an [`Observer`] (the oracles and the statistics, `run.rs`), which
+//! can only look.
+//!
+//! One tick is the shortest control period of the scenario. Per tick, in this order: faults due
+//! by the tick's end start or heal; turmoil runs every host up to the tick's end (their control
+//! loops send commands stamped with their send time); then every drive runs up to the same
+//! instant, applying each command when it arrives. A drive never runs ahead of the hosts, so no
+//! command reaches it in its past; feedback it samples reaches the controller on its next cycle
+//! (one period of transport delay, as on a real cyclic fieldbus).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use plant_model::{Plant, PlantFault};
+use services::fieldbus::DriveCommandFrame;
+
+use crate::drive::{DriveConfig, DriveEvent, SimDrive};
+use crate::fault::{Fault, FaultKind};
+use crate::fieldbus::{Fieldbus, SimDriveLink};
+use crate::hosts;
+use crate::net::{Disk, SharedDisk};
+use crate::oracle::AxisSample;
+use crate::scenario::Scenario;
+use crate::seed::{Seed, Stream};
+use crate::trace::{HARNESS_HOST, SharedTrace, TraceEvent};
+
+/// turmoil's epoch for every run: a fixed instant, never the wall clock (DESIGN.md §3).
+pub const EPOCH_UNIX_S: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+/// Sees each tick of a run; cannot change it.
+pub trait Observer {
+    fn on_event(&mut self, event: &TraceEvent);
+    fn on_sample(&mut self, sample: &AxisSample<'_>);
+}
+
+/// One axis of the world: its drive, its medium, and what the oracles need to see of it.
+#[derive(Debug)]
+pub(crate) struct AxisWorld {
+    pub(crate) name: String,
+    pub(crate) drive: SimDrive,
+    pub(crate) bus: Rc<RefCell<Fieldbus>>,
+}
+
+pub struct World<'a> {
+    scenario: &'a Scenario,
+    sim: turmoil::Sim<'a>,
+    tick: Duration,
+    pub(crate) axes: Vec<AxisWorld>,
+    disks: BTreeMap<String, SharedDisk>,
+    /// Faults sorted by start; `starts` and `heals` index the next ones due.
+    schedule: Vec<Fault>,
+    next_start: usize,
+    /// (heal time, index into schedule), sorted.
+    heals: Vec<(Duration, usize)>,
+    trace: SharedTrace,
+    /// How many trace events the observer has been given.
+    observed: usize,
+}
+
+impl std::fmt::Debug for World<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World")
+            .field("scenario", &self.scenario.name)
+            .field("tick", &self.tick)
+            .field(
+                "axes",
+                &self.axes.iter().map(|a| &a.name).collect::<Vec<_>>(),
+            )
+            .field("faults", &self.schedule.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> World<'a> {
+    /// Builds the world for `scenario` under `seed` with the full fault `schedule`.
+    pub fn new(
+        scenario: &'a Scenario,
+        seed: Seed,
+        schedule: Vec<Fault>,
+        trace: SharedTrace,
+    ) -> World<'a> {
+        let tick = scenario
+            .axes
+            .iter()
+            .map(|a| a.control_period)
+            .min()
+            .expect("a scenario has axes");
+        let mut builder = turmoil::Builder::new();
+        builder
+            .rng_seed(seed.derive_u64(Stream::Turmoil))
+            .epoch(SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_UNIX_S))
+            .simulation_duration(scenario.duration + Duration::from_secs(1))
+            .tick_duration(tick)
+            .min_message_latency(scenario.network.service_latency_min)
+            .max_message_latency(scenario.network.service_latency_max)
+            .tcp_capacity(1024);
+        let mut sim = builder.build();
+
+        let mut axes = Vec::new();
+        let mut links: BTreeMap<String, Vec<(String, SimDriveLink)>> = BTreeMap::new();
+        for (k, axis) in scenario.axes.iter().enumerate() {
+            let k = k as u32;
+            let bus = Rc::new(RefCell::new(Fieldbus::new(
+                scenario.network.fieldbus_latency,
+                scenario.network.fieldbus_loss,
+                scenario.network.fieldbus_corruption,
+                seed.rng(Stream::Fieldbus(k)),
+            )));
+            let plant = Plant::new(axis.plant.clone(), seed.rng(Stream::PlantNoise(k)));
+            let config = DriveConfig {
+                current_a_max: axis.current_a_max,
+                watchdog: axis.drive_watchdog,
+                feedback_period: axis.control_period,
+            };
+            axes.push(AxisWorld {
+                name: axis.name.clone(),
+                drive: SimDrive::new(config, plant, bus.clone()),
+                bus: bus.clone(),
+            });
+            links
+                .entry(axis.motion_host.clone())
+                .or_default()
+                .push((axis.name.clone(), SimDriveLink::new(bus)));
+        }
+
+        let mut disks = BTreeMap::new();
+        for host in scenario.hosts() {
+            disks.insert(host, Rc::new(RefCell::new(Disk::default())));
+        }
+        for k in 1..=scenario.motion_hosts {
+            let name = format!("motion-{k}");
+            let disk = disks[&name].clone();
+            let host_links = links.remove(&name).unwrap_or_default();
+            hosts::register_motion(&mut sim, scenario, &name, disk, host_links);
+        }
+        for k in 1..=scenario.clients {
+            let name = format!("client-{k}");
+            hosts::register_client(&mut sim, scenario, k, &name, seed.rng(Stream::Client(k)));
+        }
+
+        let mut heals: Vec<(Duration, usize)> = schedule
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| f.until.map(|u| (u, i)))
+            .collect();
+        heals.sort();
+        World {
+            scenario,
+            sim,
+            tick,
+            axes,
+            disks,
+            schedule,
+            next_start: 0,
+            heals,
+            trace,
+            observed: 0,
+        }
+    }
+
+    /// Runs to the scenario's end, feeding the observer as it goes.
+    pub fn run(&mut self, observer: &mut dyn Observer) {
+        let end = self.scenario.duration;
+        let mut now = Duration::ZERO;
+        while now < end {
+            let tick_end = (now + self.tick).min(end);
+            self.apply_faults_due(tick_end);
+            self.sim
+                .step()
+                .unwrap_or_else(|error| panic!("turmoil stopped the simulation: {error}"));
+            now = self.sim.elapsed();
+            debug_assert_eq!(now, tick_end, "turmoil's clock and the world's disagree");
+            for axis in &mut self.axes {
+                axis.drive.advance_to(now);
+                for (t, event) in axis.drive.drain_events() {
+                    let (name, fields) = match event {
+                        DriveEvent::WatchdogTripped { last_command_at } => (
+                            "drive_watchdog_tripped",
+                            vec![(
+                                "last_command_s".to_owned(),
+                                last_command_at.map_or("never".to_owned(), |t| {
+                                    format!("{:?}", t.as_secs_f64())
+                                }),
+                            )],
+                        ),
+                        DriveEvent::QuickStopDone => ("drive_quick_stop_done", vec![]),
+                        DriveEvent::WatchdogCleared => ("drive_watchdog_cleared", vec![]),
+                    };
+                    self.trace.lock().expect("trace lock").record(TraceEvent {
+                        t,
+                        host: format!("drive-{}", axis.name),
+                        name: name.to_owned(),
+                        fields,
+                    });
+                }
+            }
+            self.feed(observer, now);
+        }
+    }
+
+    /// Gives the observer the trace events recorded since the last call, then one sample per axis.
+    fn feed(&mut self, observer: &mut dyn Observer, now: Duration) {
+        {
+            let trace = self.trace.lock().expect("trace lock");
+            let mut fresh: Vec<&TraceEvent> = trace.events()[self.observed..].iter().collect();
+            // Host events and drive events of one tick are recorded in two passes: give them to
+            // the observer in time order (stable, so equal times keep their recording order).
+            fresh.sort_by_key(|e| e.t);
+            for event in fresh {
+                observer.on_event(event);
+            }
+            self.observed = trace.events().len();
+        }
+        for axis in &self.axes {
+            let command: Option<DriveCommandFrame> = axis.drive.last_command();
+            let status = axis.drive.status();
+            observer.on_sample(&AxisSample {
+                t: now,
+                axis: &axis.name,
+                truth: axis.drive.truth(),
+                setpoint_rad: command.map(|c| c.position_setpoint_rad),
+                moving: command.is_some_and(|c| c.moving),
+                torque_enabled: status.torque_enabled,
+                watchdog_tripped: status.watchdog_tripped,
+            });
+        }
+    }
+
+    fn apply_faults_due(&mut self, until: Duration) {
+        while self.next_start < self.schedule.len() && self.schedule[self.next_start].at <= until {
+            let index = self.next_start;
+            self.next_start += 1;
+            self.start_fault(index);
+        }
+        while let Some(&(at, index)) = self.heals.first() {
+            if at > until {
+                break;
+            }
+            self.heals.remove(0);
+            self.heal_fault(index);
+        }
+    }
+
+    fn record_fault(&self, name: &str, index: usize) {
+        let fault = &self.schedule[index];
+        let mut fields = vec![
+            ("kind".to_owned(), fault.kind.name().to_owned()),
+            ("target".to_owned(), fault.kind.target()),
+            ("drawn".to_owned(), fault.drawn.to_string()),
+        ];
+        if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(&fault.kind) {
+            for (key, value) in map {
+                if !matches!(
+                    key.as_str(),
+                    "kind" | "a" | "b" | "from" | "to" | "host" | "axis"
+                ) {
+                    fields.push((key, value.to_string()));
+                }
+            }
+        }
+        let t = self.sim.elapsed();
+        self.trace.lock().expect("trace lock").record(TraceEvent {
+            t,
+            host: HARNESS_HOST.to_owned(),
+            name: name.to_owned(),
+            fields,
+        });
+    }
+
+    fn axis_mut(&mut self, name: &str) -> &mut AxisWorld {
+        self.axes
+            .iter_mut()
+            .find(|a| a.name == name)
+            .expect("fault axes are checked at load")
+    }
+
+    fn disk(&self, host: &str) -> &SharedDisk {
+        self.disks
+            .get(host)
+            .expect("fault hosts are checked at load")
+    }
+
+    fn start_fault(&mut self, index: usize) {
+        self.record_fault("fault_injected", index);
+        let id = index as u64;
+        let base = &self.scenario.network;
+        match self.schedule[index].kind.clone() {
+            FaultKind::Partition { a, b } => self.sim.partition(a.as_str(), b.as_str()),
+            FaultKind::PartitionOneway { from, to } => {
+                self.sim.partition_oneway(from.as_str(), to.as_str())
+            }
+            FaultKind::Hold { a, b } => self.sim.hold(a.as_str(), b.as_str()),
+            FaultKind::Latency { a, b, latency_ms } => {
+                let latency = base
+                    .service_latency_max
+                    .max(Duration::from_secs_f64(latency_ms / 1e3));
+                self.sim.set_link_latency(a.as_str(), b.as_str(), latency);
+            }
+            FaultKind::Loss { a, b, probability } => {
+                self.sim
+                    .set_link_fail_rate(a.as_str(), b.as_str(), probability)
+            }
+            FaultKind::Crash { host } => {
+                self.sim.crash(host.as_str());
+                self.disk(&host).borrow_mut().on_crash();
+            }
+            FaultKind::Restart { host } => self.sim.bounce(host.as_str()),
+            FaultKind::DiskIoError { host } => self.disk(&host).borrow_mut().faults.io_error = true,
+            FaultKind::DiskCorruption { host } => {
+                self.disk(&host).borrow_mut().faults.corruption = true
+            }
+            FaultKind::DiskLostWrites { host } => {
+                self.disk(&host).borrow_mut().lose_unsynced_writes()
+            }
+            FaultKind::FieldbusPartition { axis } => {
+                self.axis_mut(&axis).bus.borrow_mut().faults.cut = true
+            }
+            FaultKind::FieldbusLatency { axis, latency_us } => {
+                self.axis_mut(&axis).bus.borrow_mut().faults.latency_extra =
+                    Duration::from_secs_f64(latency_us / 1e6);
+            }
+            FaultKind::FieldbusLoss { axis, probability } => {
+                self.axis_mut(&axis).bus.borrow_mut().faults.loss = probability;
+            }
+            FaultKind::FieldbusCorruption { axis, probability } => {
+                self.axis_mut(&axis).bus.borrow_mut().faults.corruption = probability;
+            }
+            FaultKind::EncoderGlitch {
+                axis,
+                offset_counts,
+            } => {
+                self.axis_mut(&axis)
+                    .drive
+                    .start_fault(id, PlantFault::EncoderGlitch { offset_counts });
+            }
+            FaultKind::EncoderDropout { axis } => self
+                .axis_mut(&axis)
+                .drive
+                .start_fault(id, PlantFault::EncoderDropout),
+            FaultKind::LoadStep { axis, torque_nm } => {
+                self.axis_mut(&axis)
+                    .drive
+                    .start_fault(id, PlantFault::LoadStep { torque_nm });
+            }
+            FaultKind::TorqueLoss { axis, fraction } => {
+                self.axis_mut(&axis)
+                    .drive
+                    .start_fault(id, PlantFault::TorqueLoss { fraction });
+            }
+            FaultKind::Overheating { axis, ambient_c } => {
+                self.axis_mut(&axis)
+                    .drive
+                    .start_fault(id, PlantFault::OverHeating { ambient_c });
+            }
+            FaultKind::BusUnderVoltage { axis, volts } => {
+                self.axis_mut(&axis)
+                    .drive
+                    .start_fault(id, PlantFault::BusUnderVoltage { volts });
+            }
+        }
+    }
+
+    fn heal_fault(&mut self, index: usize) {
+        self.record_fault("fault_healed", index);
+        let id = index as u64;
+        let base = self.scenario.network.clone();
+        match self.schedule[index].kind.clone() {
+            FaultKind::Partition { a, b } => self.sim.repair(a.as_str(), b.as_str()),
+            FaultKind::PartitionOneway { from, to } => {
+                self.sim.repair_oneway(from.as_str(), to.as_str())
+            }
+            FaultKind::Hold { a, b } => self.sim.release(a.as_str(), b.as_str()),
+            FaultKind::Latency { a, b, .. } => {
+                self.sim
+                    .set_link_latency(a.as_str(), b.as_str(), base.service_latency_min);
+                self.sim.set_link_max_message_latency(
+                    a.as_str(),
+                    b.as_str(),
+                    base.service_latency_max,
+                );
+            }
+            FaultKind::Loss { a, b, .. } => {
+                self.sim.set_link_fail_rate(a.as_str(), b.as_str(), 0.0)
+            }
+            FaultKind::Crash { host } => self.sim.bounce(host.as_str()),
+            FaultKind::Restart { .. } | FaultKind::DiskLostWrites { .. } => {
+                unreachable!("instant faults have no heal time")
+            }
+            FaultKind::DiskIoError { host } => {
+                self.disk(&host).borrow_mut().faults.io_error = false
+            }
+            FaultKind::DiskCorruption { host } => {
+                self.disk(&host).borrow_mut().faults.corruption = false
+            }
+            FaultKind::FieldbusPartition { axis } => {
+                self.axis_mut(&axis).bus.borrow_mut().faults.cut = false
+            }
+            FaultKind::FieldbusLatency { axis, .. } => {
+                self.axis_mut(&axis).bus.borrow_mut().faults.latency_extra = Duration::ZERO;
+            }
+            FaultKind::FieldbusLoss { axis, .. } => {
+                self.axis_mut(&axis).bus.borrow_mut().faults.loss = 0.0
+            }
+            FaultKind::FieldbusCorruption { axis, .. } => {
+                self.axis_mut(&axis).bus.borrow_mut().faults.corruption = 0.0;
+            }
+            FaultKind::EncoderGlitch { axis, .. }
+            | FaultKind::EncoderDropout { axis }
+            | FaultKind::LoadStep { axis, .. }
+            | FaultKind::TorqueLoss { axis, .. }
+            | FaultKind::Overheating { axis, .. }
+            | FaultKind::BusUnderVoltage { axis, .. } => self.axis_mut(&axis).drive.end_fault(id),
+        }
+    }
+}
