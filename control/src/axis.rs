@@ -340,3 +340,209 @@ impl AxisController {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::supervisor::FaultCode;
+
+    const PLANT: PlantConstants = PlantConstants {
+        inertia_kg_m2: 0.03,
+        torque_constant_nm_per_a: 1.8,
+        viscous_nm_s_per_rad: 0.0,
+        coulomb_nm: 0.0,
+        current_a_max: 3.0,
+    };
+    const LIMITS: TrajectoryLimits = TrajectoryLimits {
+        velocity_rad_per_s_max: 3.0,
+        acceleration_rad_per_s2_max: 20.0,
+        jerk_rad_per_s3_max: 200.0,
+    };
+    const DT_S: f64 = 1e-3;
+
+    fn config() -> AxisConfig {
+        AxisConfig::from_plant(PLANT, 8.0, LIMITS, -1.0, 2.0)
+    }
+
+    fn at(position_rad: f64) -> Feedback {
+        Feedback {
+            position_rad,
+            velocity_rad_per_s: 0.0,
+            current_a: 0.0,
+            winding_temperature_c: 30.0,
+            valid: true,
+        }
+    }
+
+    /// An axis stepped once at `0.3` rad and enabled there.
+    fn enabled() -> AxisController {
+        let mut axis = AxisController::new(config());
+        axis.step(0.0, &at(0.3), true);
+        axis.try_request(0.0, SafetyRequest::Enable)
+            .expect("enables");
+        axis
+    }
+
+    /// Steps with feedback that tracks the setpoint exactly, until `t_end_s`.
+    fn run_ideal(axis: &mut AxisController, t_s: &mut f64, t_end_s: f64) {
+        while *t_s < t_end_s {
+            *t_s += DT_S;
+            let setpoint = axis.setpoint();
+            let feedback = Feedback {
+                position_rad: setpoint.position_rad,
+                velocity_rad_per_s: setpoint.velocity_rad_per_s,
+                ..at(0.0)
+            };
+            axis.step(*t_s, &feedback, true);
+        }
+    }
+
+    #[test]
+    fn enabling_holds_the_measured_position_without_a_jump() {
+        // Goal: after Enable the setpoint is the measured position at rest and the first
+        // command asks for (almost) nothing. Method: enable at 0.3 rad, step once there.
+        let mut axis = enabled();
+        let command = axis.step(DT_S, &at(0.3), true);
+        assert_eq!(axis.setpoint(), Setpoint::at_rest(0.3));
+        assert!(command.torque_enabled);
+        assert!(
+            command.current_a.abs() < 1e-9,
+            "current {}",
+            command.current_a
+        );
+    }
+
+    #[test]
+    fn start_move_refuses_what_it_cannot_do() {
+        // Goal: every MoveError: not enabled, busy, non-finite target, outside the soft limits
+        // (and exactly on a limit is allowed).
+        let mut axis = AxisController::new(config());
+        axis.step(0.0, &at(0.0), true);
+        assert_eq!(
+            axis.start_move(0.0, 1.0),
+            Err(MoveError::NotEnabled {
+                state: DriveState::SwitchOnDisabled
+            })
+        );
+        let mut axis = enabled();
+        assert_eq!(
+            axis.start_move(0.0, f64::NAN),
+            Err(MoveError::TargetNotFinite)
+        );
+        assert!(matches!(
+            axis.start_move(0.0, 2.0 + 1e-9),
+            Err(MoveError::OutsideSoftLimits { .. })
+        ));
+        assert!(matches!(
+            axis.start_move(0.0, -1.0 - 1e-9),
+            Err(MoveError::OutsideSoftLimits { .. })
+        ));
+        assert_eq!(axis.start_move(0.0, 2.0), Ok(()));
+        assert_eq!(axis.start_move(0.0, 1.0), Err(MoveError::Busy));
+    }
+
+    #[test]
+    fn a_move_ends_exactly_on_target_and_stops_moving() {
+        // Goal: the setpoint follows the trajectory from the held position and ends exactly on
+        // the target; is_moving is true until then. Method: ideal tracking feedback.
+        let mut axis = enabled();
+        axis.start_move(0.0, 1.3).unwrap();
+        let duration_s = Trajectory::s_curve(0.3, 1.3, LIMITS).duration_s();
+        let mut t_s = 0.0;
+        run_ideal(&mut axis, &mut t_s, duration_s - 2.0 * DT_S);
+        assert!(axis.is_moving());
+        run_ideal(&mut axis, &mut t_s, duration_s + 2.0 * DT_S);
+        assert!(!axis.is_moving());
+        assert_eq!(axis.setpoint(), Setpoint::at_rest(1.3));
+        assert_eq!(axis.state(), DriveState::OperationEnabled);
+    }
+
+    #[test]
+    fn sls_plans_moves_below_the_limit() {
+        // Goal: under SLS a new move's peak speed is SLS_PLANNING_FRACTION of the SLS limit and
+        // the move completes without a fault. Method: ideal tracking through a long move.
+        let mut axis = enabled();
+        axis.request(0.0, SafetyRequest::LimitSpeed);
+        let sls = config().supervisor.safely_limited_speed_rad_per_s;
+        assert_eq!(
+            axis.move_limits().velocity_rad_per_s_max,
+            SLS_PLANNING_FRACTION * sls
+        );
+        axis.start_move(0.0, 1.9).unwrap();
+        let mut t_s = 0.0;
+        let mut peak = 0.0_f64;
+        while axis.is_moving() {
+            let until_s = t_s + DT_S;
+            run_ideal(&mut axis, &mut t_s, until_s);
+            peak = peak.max(axis.setpoint().velocity_rad_per_s.abs());
+        }
+        assert!(
+            peak <= SLS_PLANNING_FRACTION * sls * (1.0 + 1e-9) && peak > 0.0,
+            "peak {peak}"
+        );
+        assert_eq!(axis.fault(), None);
+    }
+
+    #[test]
+    fn torque_off_requests_take_effect_in_the_same_call() {
+        // Goal: STO and Disable make command() OFF immediately, before the next step, and the
+        // next step keeps it off. Method: request mid-move.
+        for request in [SafetyRequest::SafeTorqueOff, SafetyRequest::Disable] {
+            let mut axis = enabled();
+            axis.start_move(0.0, 1.5).unwrap();
+            let mut t_s = 0.0;
+            run_ideal(&mut axis, &mut t_s, 0.2);
+            assert!(axis.command().torque_enabled);
+            axis.request(t_s, request);
+            assert_eq!(axis.command(), AxisCommand::OFF);
+            assert!(!axis.is_moving());
+            assert_eq!(axis.step(t_s + DT_S, &at(0.5), true), AxisCommand::OFF);
+            assert_eq!(axis.state(), DriveState::SwitchOnDisabled);
+        }
+    }
+
+    #[test]
+    fn lost_link_mid_move_ramps_down_then_faults() {
+        // Goal: the watchdog trips after command_timeout_s without link, the SS1 ramp brings the
+        // setpoint to rest, and torque goes off in Fault(CommunicationLoss). Method: ideal
+        // tracking, link lost mid-move.
+        let mut axis = enabled();
+        axis.start_move(0.0, 1.9).unwrap();
+        let mut t_s = 0.0;
+        run_ideal(&mut axis, &mut t_s, 0.3);
+        let v_before = axis.setpoint().velocity_rad_per_s;
+        assert!(v_before > 1.0);
+        let silent_from = t_s;
+        let mut tripped_at = None;
+        while axis.state() != DriveState::Fault {
+            t_s += DT_S;
+            assert!(t_s < 2.0, "stopped in time");
+            let setpoint = axis.setpoint();
+            let feedback = Feedback {
+                position_rad: setpoint.position_rad,
+                velocity_rad_per_s: setpoint.velocity_rad_per_s,
+                ..at(0.0)
+            };
+            axis.step(t_s, &feedback, false);
+            if tripped_at.is_none() && axis.state() == DriveState::FaultReactionActive {
+                tripped_at = Some(t_s);
+            }
+        }
+        let tripped_at = tripped_at.expect("went through the fault reaction");
+        let timeout = config().supervisor.command_timeout_s;
+        assert!(
+            tripped_at - silent_from > timeout && tripped_at - silent_from <= timeout + DT_S + 1e-9
+        );
+        assert_eq!(
+            axis.fault().map(|f| f.code),
+            Some(FaultCode::CommunicationLoss)
+        );
+        let stop_s = t_s - tripped_at;
+        let ramp_s = v_before / config().supervisor.stop_deceleration_rad_per_s2;
+        assert!(
+            stop_s <= ramp_s + 2.0 * DT_S + 1e-9,
+            "stopped after {stop_s} s, ramp {ramp_s} s"
+        );
+        assert_eq!(axis.command(), AxisCommand::OFF);
+    }
+}
