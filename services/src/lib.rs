@@ -1,6 +1,7 @@
 //! servocell services (DESIGN.md §6).
 pub mod fieldbus;
 pub mod framing;
+pub mod motion;
 pub mod retry;
 pub mod rpc;
 pub mod storage;
