@@ -3,4 +3,6 @@
 //! The only crate that opens a serial port.
 
 pub mod control_table;
+pub mod emulator;
 pub mod protocol;
+pub mod scenario;
