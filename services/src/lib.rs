@@ -1,4 +1,5 @@
 //! servocell services (DESIGN.md §6).
+pub mod client;
 pub mod fieldbus;
 pub mod framing;
 pub mod motion;
