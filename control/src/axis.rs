@@ -11,14 +11,22 @@
 //! 2. the reference for `t_s`: the move's sample, the held position, or (torque off) the
 //!    estimated position, so that enabling never jumps;
 //! 3. the supervisor runs its monitors and automatic transitions on that;
-//! 4. torque on: the cascade computes the current (following the SS1 ramp while stopping);
+//! 4. torque on: the cascade computes the current (following the SS1 ramp while stopping),
+//!    from the reference sampled `Cascade::lead_s(dt)` ahead when delay compensation is on;
 //!    torque off: the command is zero and `torque_enabled` is false.
+//!
+//! The supervisor judges the reference at `t_s` against the measured position, and speed
+//! (SLS, standstill) on the drive's measured velocity: a safety monitor should not depend on the
+//! controller's own model. The observer's estimate stands in only while the feedback is not
+//! usable (when the motion monitors are off anyway).
 //!
 //! Moves are rest-to-rest from the current setpoint; a new move while one runs is refused
 //! (`MoveError::Busy`). While SLS is active, moves are planned at `SLS_PLANNING_FRACTION` of the
 //! SLS limit so that the estimate's ripple stays below the monitored limit.
 
-use crate::cascade::{Cascade, CascadeGains, CascadeTerms, Feedback, PlantConstants};
+use crate::cascade::{
+    Cascade, CascadeGains, CascadeTerms, DelayCompensation, Feedback, PlantConstants,
+};
 use crate::error::{ConfigError, MoveError, RequestRejected};
 use crate::supervisor::{
     DriveState, Fault, Observation, SafetyRequest, Supervisor, SupervisorConfig, Transition,
@@ -47,8 +55,9 @@ pub struct AxisConfig {
 
 impl AxisConfig {
     /// A complete configuration from the plant, a velocity-loop bandwidth, the move limits and
-    /// the soft position range. Gains from [`CascadeGains::from_plant`]; S-curve moves; the
-    /// supervisor's defaults are:
+    /// the soft position range. Gains from [`CascadeGains::from_plant`] with delay compensation
+    /// on (`actuation_delay_s` 0: set the drive's current-loop lag there if known); S-curve
+    /// moves; the supervisor's defaults are:
     /// SS1 deceleration = the move acceleration limit, stop time = 1.5 × the ramp from the
     /// velocity limit + 0.1 s, SLS = ¼ of the velocity limit, standstill = 2 % of it,
     /// following error 0.2 rad, command timeout 50 ms, winding 75 °C (5 °C below the XM430's own
@@ -62,9 +71,15 @@ impl AxisConfig {
     ) -> AxisConfig {
         let v_max = limits.velocity_rad_per_s_max;
         let deceleration = limits.acceleration_rad_per_s2_max;
+        let gains = CascadeGains {
+            delay_compensation: DelayCompensation::Lead {
+                actuation_delay_s: 0.0,
+            },
+            ..CascadeGains::from_plant(&plant, velocity_bandwidth_hz)
+        };
         AxisConfig {
             plant,
-            gains: CascadeGains::from_plant(&plant, velocity_bandwidth_hz),
+            gains,
             limits,
             profile: Profile::SCurve,
             supervisor: SupervisorConfig {
@@ -207,10 +222,15 @@ impl AxisController {
 
         let (_, velocity_estimate) = self.cascade.observe(dt_s, feedback);
         self.setpoint = self.reference(t_s);
+        let velocity_rad_per_s = if feedback.is_usable() {
+            feedback.velocity_rad_per_s
+        } else {
+            velocity_estimate
+        };
         let observation = Observation {
             setpoint: self.setpoint,
             position_rad: feedback.position_rad,
-            velocity_rad_per_s: velocity_estimate,
+            velocity_rad_per_s,
             winding_temperature_c: feedback.winding_temperature_c,
             feedback_valid: feedback.valid,
             command_link_ok,
@@ -221,8 +241,9 @@ impl AxisController {
         }
 
         self.command = if self.supervisor.state().torque_enabled() {
+            let ahead = self.reference_ahead(t_s + self.cascade.lead_s(dt_s));
             AxisCommand {
-                current_a: self.cascade.control(dt_s, &self.setpoint),
+                current_a: self.cascade.control(dt_s, &ahead),
                 torque_enabled: true,
             }
         } else {
@@ -325,6 +346,21 @@ impl AxisController {
                 active.trajectory.sample(elapsed_s)
             }
             None => Setpoint::at_rest(self.setpoint.position_rad),
+        }
+    }
+
+    /// The reference at `t_s` (ahead of the last step) for the cascade; changes nothing.
+    fn reference_ahead(&self, t_s: f64) -> Setpoint {
+        let state = self.supervisor.state();
+        if state.is_stopping() {
+            return self
+                .supervisor
+                .stop_setpoint(t_s)
+                .expect("a stopping supervisor has a stop ramp");
+        }
+        match self.active_move {
+            Some(active) => active.trajectory.sample(t_s - active.start_t_s),
+            None => self.setpoint,
         }
     }
 

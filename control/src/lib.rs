@@ -27,7 +27,8 @@ pub mod trajectory;
 
 pub use axis::{AxisCommand, AxisConfig, AxisController, Profile, SLS_PLANNING_FRACTION};
 pub use cascade::{
-    AntiWindup, Cascade, CascadeGains, CascadeTerms, Feedback, PlantConstants, VelocityEstimate,
+    AntiWindup, Cascade, CascadeGains, CascadeTerms, DelayCompensation, Feedback, PlantConstants,
+    VelocityEstimate,
 };
 pub use error::{ConfigError, MoveError, RequestRejected};
 pub use supervisor::{
