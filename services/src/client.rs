@@ -13,7 +13,10 @@
 //! 3. the move is sent with one request id for the logical move, reused by every retry:
 //!    `client_id << 32 | index`, unique per client and per move;
 //! 4. once the service acknowledged it (`Accepted` / `InProgress`), the client polls by sending
-//!    the same move again until it is `Completed`, `Aborted` or `Interrupted`.
+//!    the same move again until it is `Completed`, `Aborted` or `Interrupted`. If a poll is
+//!    answered as a new move would be (a fencing or busy refusal), the service lost a record that
+//!    was not yet durable (`InProgress` can precede durability; the move had not started), and
+//!    the client goes back to step 1 with the same request id.
 //!
 //! Every call before the acknowledgement (lease, enable, move) is an *attempt* counted against
 //! `RetryPolicy::attempts_max`; after a failed attempt the client waits the policy's jittered
@@ -453,6 +456,7 @@ impl<T: Transport> Client<T> {
                     timeout,
                 )
                 .await;
+            let service_answered = answer.is_ok();
             match judge(step, answer, self.config.enable_axes) {
                 Verdict::LeaseGranted { token, ttl_ms } => {
                     // Counted from the send: the service's expiry counts from the grant, later.
@@ -491,13 +495,19 @@ impl<T: Transport> Client<T> {
                         self.enabled.remove(axis);
                     }
                     if step == Step::Poll {
-                        // The move is recorded; asking again later is all there is to do.
-                        let wait = self
-                            .config
-                            .poll_interval
-                            .min(schedule.remaining(self.now()));
-                        tokio::time::sleep(wait).await;
-                        continue;
+                        if !service_answered {
+                            // The move is recorded; asking again later is all there is to do.
+                            let wait = self
+                                .config
+                                .poll_interval
+                                .min(schedule.remaining(self.now()));
+                            tokio::time::sleep(wait).await;
+                            continue;
+                        }
+                        // The service treated the poll as a new move: it lost a record that was
+                        // not durable yet (an `InProgress` answer can precede durability). That
+                        // move never started, so sending it again as new cannot move twice.
+                        acknowledged = false;
                     }
                     let delay = match schedule.after_failure(self.now(), &mut self.rng) {
                         Ok(delay) => delay,
@@ -793,6 +803,62 @@ mod tests {
                 .collect::<Vec<_>>(),
             [1, 1, 5, 5, 5]
         );
+    }
+
+    #[tokio::test]
+    async fn poll_answered_as_a_new_move_sends_the_move_again() {
+        // Goal: when the service forgot an acknowledged move (its record was not durable when it
+        // restarted), the client re-leases and re-sends it instead of polling until the deadline.
+        // Method: the script answers InProgress, then LeaseNotHeld to the poll, then Accepted and
+        // Completed; check the sequence of requests.
+        let listener = TokioTransport::loopback().bind(0).await.unwrap();
+        let port = listener.local_port().unwrap();
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let script = vec![
+            MotionResponse::InProgress,
+            MotionResponse::Rejected {
+                reason: RejectReason::LeaseNotHeld,
+            },
+            MotionResponse::Accepted,
+            MotionResponse::Completed {
+                final_position_rad: -0.5,
+            },
+        ];
+        let moves = vec![PlannedMove {
+            axis: AxisName::new("x"),
+            target_rad: -0.5,
+            at: Duration::ZERO,
+        }];
+        let report = tokio::select! {
+            biased;
+            () = scripted(listener, script, seen.clone()) => unreachable!(),
+            report = run_client(TokioTransport::loopback(), fast_config(port, moves)) => report,
+        };
+        assert_eq!(
+            report.results[0].outcome,
+            ClientOutcome::Succeeded {
+                final_position_rad: -0.5
+            }
+        );
+        let kinds: Vec<&str> = seen
+            .borrow()
+            .iter()
+            .map(|request| match request {
+                MotionRequest::AcquireLease { .. } => "lease",
+                MotionRequest::Enable { .. } => "enable",
+                MotionRequest::Move { .. } => "move",
+                MotionRequest::ReleaseLease { .. } => "release",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "lease", "enable", "move", "move", "lease", "move", "move", "release"
+            ]
+        );
+        // Attempts: lease, enable, move, lease, move; polls are not attempts.
+        assert_eq!(report.results[0].attempts, 5);
     }
 
     #[tokio::test]

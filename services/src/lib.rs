@@ -1,4 +1,28 @@
-//! servocell services (DESIGN.md §6).
+//! servocell services (DESIGN.md §6): each service is a pure state machine plus a thin async
+//! shell written against traits for the network, the disk and the fieldbus, so the same code
+//! runs inside turmoil hosts (`sim` supplies the implementations) and in real runs (the tokio and
+//! std implementations here).
+//!
+//! Code map:
+//! - `transport`: `Transport` / `Listener` traits, `TokioTransport`.
+//! - `storage`: `Storage` trait (POSIX crash semantics), `TokioStorage`.
+//! - `fieldbus`: `DriveLink` trait and the drive's command and feedback frames.
+//! - `framing`: length-delimited postcard frames with a size limit (shared by every service).
+//! - `rpc`: request/response envelopes with request ids and deadlines, `RpcClient`,
+//!   `RpcServer`, `serve` (shared by every service).
+//! - `retry`: retry policy, jittered exponential backoff, one deadline over all attempts.
+//! - `motion`: the motion service (`MotionCore`, `run_motion`).
+//! - `client`: the workload client (`run_client`).
+//!
+//! Architecture invariants:
+//! - No turmoil here: the simulated network and disk come in through the traits.
+//! - No wall clock, no OS randomness, no threads, no hash-ordered iteration (DESIGN.md §3).
+//!   Shells read time from `tokio::time` (simulated under turmoil); cores get `now` passed in;
+//!   randomness is a `ChaCha8Rng` handed in by the caller. `TokioStorage` and `TokioTransport`
+//!   are for real runs only.
+//! - No spawned tasks: every shell is one task multiplexing with `select!` (`biased;`) and
+//!   `FuturesUnordered`, so it runs on a current-thread runtime, a turmoil host, or a test.
+//! - Every queue, table, frame and retry loop has a named limit.
 pub mod client;
 pub mod fieldbus;
 pub mod framing;
