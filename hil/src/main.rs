@@ -1,6 +1,7 @@
 //! The `hil` command: `emulate` a Dynamixel bus behind a pseudo-terminal, `run` a bench
 //! scenario on a real (or emulated) servo, `compare` a simulation report with a bench report.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -28,6 +29,118 @@ struct Cli {
 enum Command {
     /// A virtual Dynamixel bus: the plant model in real time behind a pseudo-terminal.
     Emulate(EmulateArgs),
+    /// Run a scenario's motion program on the rig and report like `sim run`.
+    Run(RunArgs),
+    /// Compare a `sim run --json` report with a `hil run --json` report.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Scenario file (TOML); see scenarios/bench-xm430.toml.
+    scenario: PathBuf,
+    /// Serial port of the bus (a U2D2 is /dev/ttyUSB0; `hil emulate --pty` prints one).
+    #[arg(long)]
+    port: String,
+    /// Baud rate of the bus (the servos' Baud Rate register must match).
+    #[arg(long, default_value_t = 57_600)]
+    baud: u32,
+    /// Servo IDs in axis-name order, replacing the scenario's.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    ids: Option<Vec<u8>>,
+    /// Control rate in Hz, replacing the scenario's.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Ping, check models and write limits with torque off, print the plan, and stop.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the report as JSON (as `sim run --json` does).
+    #[arg(long)]
+    json: bool,
+    /// Also write the JSON report to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct CompareArgs {
+    /// Report of the simulation run (JSON).
+    sim_report: PathBuf,
+    /// Report of the bench run (JSON).
+    hil_report: PathBuf,
+    /// Where to write the SVG overlay.
+    #[arg(long, default_value = "compare.svg")]
+    svg: PathBuf,
+    /// Print the comparison as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn run(args: RunArgs) -> Result<ExitCode> {
+    let scenario = hil::scenario::Scenario::from_file(&args.scenario)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing signal handler")?;
+    }
+    let options = hil::runner::RunOptions {
+        port: args.port.clone(),
+        baud: args.baud,
+        ids: args.ids.clone(),
+        rate_hz: args.rate,
+        dry_run: args.dry_run,
+    };
+    match hil::runner::run(scenario, &options, stop).context("hil run")? {
+        hil::runner::RunOutcome::DryRun { log, plan } => {
+            println!(
+                "dry run on {} at {} baud: preflight done, torque left off",
+                args.port, args.baud
+            );
+            for line in log.iter().chain(&plan) {
+                println!("  {line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        hil::runner::RunOutcome::Report { log, report } => {
+            for line in &log {
+                eprintln!("preflight: {line}");
+            }
+            if let Some(path) = &args.out {
+                std::fs::write(path, report.to_json())
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.summary());
+            }
+            Ok(match report.verdict {
+                hil::report::Verdict::Pass => ExitCode::SUCCESS,
+                hil::report::Verdict::Fail => ExitCode::from(1),
+            })
+        }
+    }
+}
+
+fn load_report(path: &std::path::Path) -> Result<hil::report::Report> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing report {}", path.display()))
+}
+
+fn compare(args: CompareArgs) -> Result<ExitCode> {
+    let sim = load_report(&args.sim_report)?;
+    let bench = load_report(&args.hil_report)?;
+    let comparison = hil::compare::compare(&sim, &bench)?;
+    std::fs::write(&args.svg, hil::compare::svg(&sim, &bench))
+        .with_context(|| format!("writing {}", args.svg.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&comparison)?);
+    } else {
+        print!("{}", comparison.table());
+        println!("overlay: {}", args.svg.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +245,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Emulate(args) => emulate(args),
+        Command::Run(args) => run(args),
+        Command::Compare(args) => compare(args),
     };
     match result {
         Ok(code) => code,
