@@ -1,3 +1,5 @@
 //! The one integration-test binary of the `hil` crate (STYLE.md, habit 9).
 
+mod bench;
+mod peer;
 mod protocol;
