@@ -12,9 +12,13 @@
 //!
 //! Modules:
 //! - [`trajectory`]: trapezoidal and 7-segment S-curve moves (closed-form times), SS1 stop ramp.
-//! - [`cascade`]: position P + velocity feedforward → velocity PI with back-calculation
-//!   anti-windup → current with acceleration/friction feedforward, clamped; velocity observer.
-//! - [`supervisor`]: CiA 402 state machine, IEC 61800-5-2 safety functions, fault-code table.
+//! - [`cascade`]: position P + velocity feedforward → velocity PI with anti-windup (conditional
+//!   integration; back-calculation selectable) → current with acceleration/friction feedforward,
+//!   clamped to the current limit; a discrete position/velocity/disturbance observer; optional
+//!   look-ahead over the command's hold and actuation delay.
+//! - [`supervisor`]: CiA 402 state machine (states and transition table), IEC 61800-5-2 safety
+//!   functions (STO, SS1, SLS, soft limits, following error, watchdog, over-temperature,
+//!   feedback loss), the fault-code table with reactions.
 //! - [`axis`]: [`AxisController`], the order of operations in one control step.
 //! - [`error`]: the errors a caller can handle.
 #![no_std]
