@@ -21,14 +21,14 @@ fn scenario() -> PathBuf {
 }
 
 /// A running `hil emulate --pty`; its device path, and its exit summary once stopped.
-pub struct Emulator {
+pub(crate) struct Emulator {
     child: Child,
-    pub path: String,
+    pub(crate) path: String,
     stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Emulator {
-    pub fn start(extra: &[&str]) -> Emulator {
+    pub(crate) fn start(extra: &[&str]) -> Emulator {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hil"))
             .args(["emulate", "--pty", "--baud", BAUD])
             .args(extra)
@@ -54,7 +54,7 @@ impl Emulator {
     }
 
     /// SIGTERM, then the JSON summary line it prints on the way out.
-    pub fn stop(mut self) -> serde_json::Value {
+    pub(crate) fn stop(mut self) -> serde_json::Value {
         if self.child.try_wait().expect("wait").is_none() {
             let pid = self.child.id().to_string();
             Command::new("kill")
@@ -105,7 +105,7 @@ fn tempfile_path(name: &str) -> PathBuf {
     ))
 }
 
-pub fn servo_torque(summary: &serde_json::Value) -> bool {
+fn servo_torque(summary: &serde_json::Value) -> bool {
     summary["servos"][0]["torque_enabled"]
         .as_bool()
         .expect("torque_enabled in summary")
