@@ -197,6 +197,7 @@ fn quick_stop_brings_the_axis_to_rest_within_the_stop_time_then_cuts_torque() {
             !rig.axis.command().torque_enabled
         });
         let stop_s = rig.t_s() - t_request;
+        println!("{name}: quick stop from {speed:.2} rad/s, torque off after {stop_s:.3} s");
         assert_eq!(rig.axis.state(), DriveState::SwitchOnDisabled, "{name}");
         assert_eq!(rig.axis.fault(), None, "{name}");
         assert!(
@@ -255,11 +256,9 @@ fn lost_commands_stop_the_axis_within_timeout_plus_stop_time() {
         run_until(&mut rig, (limit_s / CONTROL_PERIOD_S) as usize + 2, |rig| {
             rig.axis.state() == DriveState::Fault
         });
-        assert!(
-            rig.t_s() - t_silent <= limit_s + 1e-9,
-            "{name}: took {} s",
-            rig.t_s() - t_silent
-        );
+        let off_s = rig.t_s() - t_silent;
+        println!("{name}: link lost at {speed:.2} rad/s, torque off after {off_s:.3} s");
+        assert!(off_s <= limit_s + 1e-9, "{name}: took {off_s} s");
         assert_eq!(
             rig.axis.fault().map(|f| f.code),
             Some(FaultCode::CommunicationLoss),
