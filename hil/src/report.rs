@@ -37,7 +37,10 @@ pub struct OracleReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FaultRecord {
     pub at_s: f64,
+    /// `sim` flattens its fault kinds into the record; unknown keys are ignored on reading.
+    #[serde(default)]
     pub kind: String,
+    #[serde(default)]
     pub detail: String,
 }
 
