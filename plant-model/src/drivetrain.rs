@@ -80,6 +80,7 @@ struct Common {
     inverse_ratio: f64,
     ratio: f64,
     efficiency: f64,
+    inverse_efficiency: f64,
     viscous_nm_s_per_rad: f64,
 }
 
@@ -88,7 +89,7 @@ impl Common {
     #[inline]
     fn inverse_gear_factor(&self, power_w: f64) -> f64 {
         if power_w >= 0.0 {
-            1.0 / self.efficiency
+            self.inverse_efficiency
         } else {
             self.efficiency
         }
@@ -130,12 +131,13 @@ impl Common {
         &self,
         brake_nm_max: Option<f64>,
         velocity: f64,
-        hold_nm: f64,
+        hold_nm: impl Fn() -> f64,
         inertia_kg_m2: f64,
     ) -> (f64, bool) {
         let Some(max) = brake_nm_max else {
             return (0.0, false);
         };
+        let hold_nm = hold_nm();
         let stop_velocity = max * self.step_s / inertia_kg_m2;
         if velocity.abs() <= stop_velocity && hold_nm.abs() <= max {
             (hold_nm, true)
@@ -200,6 +202,7 @@ impl Drivetrain {
             inverse_ratio: 1.0 / p.gear.ratio,
             ratio: p.gear.ratio,
             efficiency: p.gear.efficiency,
+            inverse_efficiency: 1.0 / p.gear.efficiency,
             viscous_nm_s_per_rad: p.friction.viscous_nm_s_per_rad,
         };
         if p.has_backlash() {
@@ -400,16 +403,18 @@ impl Rigid {
 
         // Held output-side torques. The brake's holding torque is what zeroes the acceleration
         // with the motor driving through η.
-        let hold_nm = c.ratio * c.efficiency * c.torque_constant_nm_per_a * i0
-            - cond.load_nm
-            - friction_nm
-            - viscous_nm;
+        let hold_nm = || {
+            c.ratio * c.efficiency * c.torque_constant_nm_per_a * i0
+                - cond.load_nm
+                - friction_nm
+                - viscous_nm
+        };
         let output_inertia = self.inertia_kg_m2 * c.ratio * c.ratio;
         let (brake_nm, stuck) = c.brake(cond.brake_nm_max, wl0, hold_nm, output_inertia);
         let held_out_nm = cond.load_nm + friction_nm + brake_nm;
         let transmitted_nm = held_out_nm + viscous_nm;
         let inverse_k = if stuck {
-            1.0 / c.efficiency
+            c.inverse_efficiency
         } else {
             c.inverse_gear_factor(transmitted_nm * wl0)
         };
@@ -528,7 +533,7 @@ impl TwoMass {
 
         let friction_nm = friction.torque_nm(wl0);
         let viscous_nm = c.viscous_nm_s_per_rad * wl0;
-        let hold_nm = spring_nm - cond.load_nm - friction_nm - viscous_nm;
+        let hold_nm = || spring_nm - cond.load_nm - friction_nm - viscous_nm;
         let (brake_nm, stuck) = c.brake(cond.brake_nm_max, wl0, hold_nm, self.load_inertia_kg_m2);
         let inverse_k = c.inverse_gear_factor(spring_nm * wm0);
         let gear_loss_nm = spring_nm * c.inverse_ratio * (inverse_k - 1.0);

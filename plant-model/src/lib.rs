@@ -70,6 +70,7 @@ pub mod plant;
 pub use characterize::{Characterization, characterize, locked_output_torque_nm};
 pub use fault::PlantFault;
 pub use params::{
-    AxisParams, AxisParamsDoc, OutputShaft, PRESET_NAMES, ParamsError, VelocitySource,
+    AxisParams, AxisParamsDoc, LoadTorquePoint, OutputShaft, PRESET_NAMES, ParamsError,
+    VelocitySource,
 };
 pub use plant::{DriveCommand, EnergyLedger, GroundTruth, Plant, SensorReading};

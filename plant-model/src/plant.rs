@@ -280,12 +280,12 @@ impl Plant {
             self.profile_torque_nm = self.params.load.torque_profile[self.profile_next].torque_nm;
             self.profile_next += 1;
         }
+        let model_resistance_ohm = self.drivetrain.model_resistance_ohm();
         let conditions = StepConditions {
             load_nm: self.total_load_nm(),
             brake_nm_max: self.faults.brake_nm,
             bus_v: self.bus_voltage_v(),
-            resistance_excess_ohm: self.winding_resistance_ohm()
-                - self.drivetrain.model_resistance_ohm(),
+            resistance_excess_ohm: self.winding_resistance_ohm() - model_resistance_ohm,
         };
         let e = self.drivetrain.step(
             &conditions,
@@ -307,7 +307,7 @@ impl Plant {
             .unwrap_or(self.params.thermal.ambient_c);
         self.thermal.step(e.copper_j, self.step_s, ambient_c);
         self.now_ns += self.step_ns;
-        let drift_ohm = self.winding_resistance_ohm() - self.drivetrain.model_resistance_ohm();
+        let drift_ohm = self.winding_resistance_ohm() - model_resistance_ohm;
         if drift_ohm.abs() > RESISTANCE_DRIFT_FRACTION_MAX * self.params.motor.resistance_ohm {
             self.rediscretise();
         }

@@ -5,4 +5,5 @@ mod determinism;
 mod faults;
 mod params_toml;
 mod physics;
+mod sensors;
 mod support;
