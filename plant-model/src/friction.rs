@@ -11,8 +11,9 @@
 //! no event, and is what the reference model (Simscape) uses. Its price is a steep slope at zero
 //! speed, `T_C/ω_Coul`, which acts like a stiff damper in an explicit step; validation requires
 //! `h < J/slope` so the held friction torque cannot overshoot zero speed. A load below breakaway
-//! then creeps at `ω ≈ ω_Coul·atanh(T/T_C)` instead of standing still: with ω_brk = 0.05 rad/s
-//! (xm430) that is well under one encoder count per second.
+//! then creeps at `ω ≈ ω_Coul·atanh(T/T_C)` instead of standing still: for the xm430
+//! (ω_Coul = 5 mrad/s) a load of half the Coulomb torque creeps at 2.7 mrad/s, about two
+//! encoder counts per second.
 
 use crate::params;
 
