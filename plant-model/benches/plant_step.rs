@@ -55,6 +55,7 @@ struct ScalarRigid {
     pi_bemf: f64,
     i_max: f64,
     pi_int: f64,
+    pi_saturated: bool,
     // Thermal.
     tw: f64,
     th: f64,
@@ -138,6 +139,7 @@ impl ScalarRigid {
             pi_bemf: p.motor.torque_constant_nm_per_a,
             i_max: p.drive.current_a_max,
             pi_int: 0.0,
+            pi_saturated: false,
             tw: p.thermal.ambient_c,
             th: p.thermal.ambient_c,
             inv_cw: 1.0 / p.thermal.winding_capacity_j_per_k,
@@ -227,12 +229,16 @@ impl ScalarRigid {
         let gear = transmitted * self.n_inv * (inv_k - 1.0);
         let tau_h = held_out * self.n_inv + gear;
 
-        // PI current loop.
+        // PI current loop, re-seeded after a saturated step.
+        if self.pi_saturated {
+            self.pi_int = self.r25 * i0;
+        }
         let sp = amps.clamp(-self.i_max, self.i_max);
         let e = sp - i0;
         let unc = self.pi_k * e + self.pi_int + self.pi_bemf * w0;
         let u = unc.clamp(-self.bus_v, self.bus_v);
-        if !((unc > self.bus_v && e > 0.0) || (unc < -self.bus_v && e < 0.0)) {
+        self.pi_saturated = (unc > self.bus_v && e > 0.0) || (unc < -self.bus_v && e < 0.0);
+        if !self.pi_saturated {
             self.pi_int += self.pi_ki * e;
         }
         let z = [i0, w0, u - excess * i0, tau_h];

@@ -54,6 +54,10 @@ const RISE_FRACTION: f64 = 0.632_120_558_828_557_7;
 const ELECTRICAL_STEP_BUS_FRACTION: f64 = 0.1;
 
 /// Runs the bench experiments on fresh plants built from `params` (which must validate).
+///
+/// Panics (naming the experiment) if an experiment finds no steady state within its limit or the
+/// axis never leaves zero, e.g. friction above the stall torque: such parameters describe no
+/// servo a bench could characterize.
 pub fn characterize(params: &AxisParams) -> Characterization {
     let electrical = electrical_time_constant_s(params);
     let (no_load_rad_per_s, mechanical) = voltage_step(params);

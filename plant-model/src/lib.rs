@@ -43,8 +43,12 @@
 //! steps (validated). It is the current-loop sample time (10 kHz, like a PWM-synchronous drive)
 //! and leaves a wide margin to the friction limit (xm430: J/slope ≈ 3.5 ms; sgmp-02b: ≈ 0.4 ms)
 //! and the thermal limit. Cost target: one axis (plant + 1 kHz controller) under 1 ms of wall
-//! time per simulated second, i.e. under ~100 ns per step at 10 000 steps/s; see
-//! `benches/plant_step.rs` for the measured figure.
+//! time per simulated second, i.e. well under 100 ns per step at 10 000 steps/s. Measured
+//! (`cargo bench -p plant-model`, 2-core dev VM): about 40–47 ns per step, 0.4–0.5 ms per
+//! simulated second, within 5 % of a hand-written scalar version of the same step; the two-mass
+//! (backlash) model costs about 115 ns per step. A 20 µs RK4 step would need 4 × 5 = 20 times
+//! the derivative evaluations for the same simulated second and still be unstable for the
+//! XM430's 38 µs electrical pole without a smaller step.
 //!
 //! **Sensors** are sampled every `sensor.sample_period_ns` (1 ms in the presets) at step
 //! boundaries: encoder quantisation (counts per output rev), current with seeded Gaussian noise,
