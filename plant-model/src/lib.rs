@@ -46,9 +46,9 @@
 //! time per simulated second, i.e. well under 100 ns per step at 10 000 steps/s. Measured
 //! (`cargo bench -p plant-model`, 2-core dev VM): about 40–47 ns per step, 0.4–0.5 ms per
 //! simulated second, within 5 % of a hand-written scalar version of the same step; the two-mass
-//! (backlash) model costs about 115 ns per step. A 20 µs RK4 step would need 4 × 5 = 20 times
-//! the derivative evaluations for the same simulated second and still be unstable for the
-//! XM430's 38 µs electrical pole without a smaller step.
+//! (backlash) model costs about 115 ns per step. The alternative, RK4 at 20 µs, needs 4 × 5 = 20
+//! derivative evaluations per 100 µs of simulated time, is only stable below 2.8·τ_e ≈ 106 µs for
+//! the XM430 anyway, and leaves the energy ledger approximate.
 //!
 //! **Sensors** are sampled every `sensor.sample_period_ns` (1 ms in the presets) at step
 //! boundaries: encoder quantisation (counts per output rev), current with seeded Gaussian noise,
