@@ -34,6 +34,11 @@ pub(crate) struct ScenarioFile {
     pub(crate) chaos: Option<Spanned<ChaosFile>>,
     #[serde(default)]
     pub(crate) expect: ExpectFile,
+    /// What only a bench rig has (servo IDs, bus watchdog): read by `hil run`, and ignored by
+    /// the simulator, so that one bench scenario runs in both.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub(crate) bench: Option<toml::Table>,
 }
 
 fn default_seed() -> u64 {
@@ -135,7 +140,7 @@ pub(crate) struct AxisFile {
     #[serde(default = "AxisFile::default_temperature_c_max")]
     pub(crate) temperature_c_max: f64,
     /// Plant parameters, the schema of `plant-model` (a `preset` plus overrides).
-    pub(crate) plant: Spanned<toml::Table>,
+    pub(crate) plant: Spanned<plant_model::AxisParamsDoc>,
 }
 
 impl AxisFile {
@@ -214,8 +219,8 @@ pub(crate) struct RetryFile {
     pub(crate) attempts_max: u32,
     #[serde(default = "RetryFile::default_backoff_ms_initial")]
     pub(crate) backoff_ms_initial: f64,
-    #[serde(default = "RetryFile::default_backoff_multiplier")]
-    pub(crate) backoff_multiplier: f64,
+    #[serde(default = "RetryFile::default_backoff_ms_max")]
+    pub(crate) backoff_ms_max: f64,
     #[serde(default = "RetryFile::default_jitter")]
     pub(crate) jitter: f64,
     #[serde(default = "RetryFile::default_timeout_ms")]
@@ -231,8 +236,8 @@ impl RetryFile {
     fn default_backoff_ms_initial() -> f64 {
         100.0
     }
-    fn default_backoff_multiplier() -> f64 {
-        2.0
+    fn default_backoff_ms_max() -> f64 {
+        1000.0
     }
     fn default_jitter() -> f64 {
         0.5
@@ -250,7 +255,7 @@ impl Default for RetryFile {
         RetryFile {
             attempts_max: RetryFile::default_attempts_max(),
             backoff_ms_initial: RetryFile::default_backoff_ms_initial(),
-            backoff_multiplier: RetryFile::default_backoff_multiplier(),
+            backoff_ms_max: RetryFile::default_backoff_ms_max(),
             jitter: RetryFile::default_jitter(),
             timeout_ms: RetryFile::default_timeout_ms(),
             deadline_ms: RetryFile::default_deadline_ms(),

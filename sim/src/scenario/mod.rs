@@ -118,7 +118,7 @@ pub struct Move {
 pub struct Retry {
     pub attempts_max: u32,
     pub backoff_initial: Duration,
-    pub backoff_multiplier: f64,
+    pub backoff_max: Duration,
     pub jitter: f64,
     pub timeout: Duration,
     pub deadline: Duration,
@@ -132,6 +132,47 @@ pub struct Expect {
     pub failing: Vec<String>,
     pub moves_completed_min: u32,
 }
+
+impl Axis {
+    /// The control core's configuration for this axis: gains from the plant and the bandwidth,
+    /// the move limits, and the supervisor's limits from the scenario (the same numbers the
+    /// oracles judge against).
+    pub fn control_config(&self) -> control::AxisConfig {
+        let shaft = self.plant.output_shaft();
+        let plant = control::PlantConstants {
+            inertia_kg_m2: shaft.inertia_kg_m2,
+            torque_constant_nm_per_a: shaft.torque_constant_nm_per_a,
+            viscous_nm_s_per_rad: shaft.viscous_nm_s_per_rad,
+            coulomb_nm: shaft.coulomb_nm,
+            current_a_max: self.current_a_max,
+        };
+        let limits = control::TrajectoryLimits {
+            velocity_rad_per_s_max: self.velocity_rad_per_s_max,
+            acceleration_rad_per_s2_max: self.acceleration_rad_per_s2_max,
+            jerk_rad_per_s3_max: self.jerk_rad_per_s3_max,
+        };
+        let mut config = control::AxisConfig::from_plant(
+            plant,
+            self.bandwidth_hz,
+            limits,
+            self.position_rad_min,
+            self.position_rad_max,
+        );
+        config.profile = match self.profile {
+            Profile::Trapezoid => control::Profile::Trapezoid,
+            Profile::SCurve => control::Profile::SCurve,
+        };
+        config.supervisor.following_error_rad_max = self.following_error_rad_max;
+        config.supervisor.stop_time_s_max = self.stop_time_s;
+        // The supervisor stops the axis a margin below the oracle's limit (PH6), as a drive's
+        // warning threshold sits below its shutdown.
+        config.supervisor.winding_temperature_c_max = self.temperature_c_max - TEMPERATURE_MARGIN_C;
+        config
+    }
+}
+
+/// How far below an axis's temperature limit its supervisor stops it.
+pub const TEMPERATURE_MARGIN_C: f64 = 5.0;
 
 impl Scenario {
     /// Reads and checks a scenario file.
@@ -183,6 +224,17 @@ impl Scenario {
             links: self.links(),
             axes: self.axes.iter().map(|a| a.name.clone()).collect(),
         }
+    }
+
+    /// The workload client (1-based) that drives an axis: axes are dealt to clients in name
+    /// order, round robin.
+    pub fn client_of(&self, axis: &str) -> u32 {
+        let index = self
+            .axes
+            .iter()
+            .position(|a| a.name == axis)
+            .expect("a known axis");
+        (index as u32 % self.clients) + 1
     }
 
     pub fn axis(&self, name: &str) -> Option<&Axis> {
@@ -252,6 +304,20 @@ impl Checker<'_> {
         for (name, axis) in &file.axis {
             axes.push(self.check_axis(name, axis, &motion_hosts)?);
         }
+        for axis in &axes {
+            if let Some(other) = axes.iter().find(|o| {
+                o.motion_host == axis.motion_host && o.control_period != axis.control_period
+            }) {
+                return Err(self.error(
+                    file.axis[&axis.name].span(),
+                    format!(
+                        "[axis.{}]: axes `{}` and `{}` share `{}`, whose one control loop runs at one rate; \
+                         give them the same `control_rate_hz` or different motion hosts",
+                        axis.name, axis.name, other.name, axis.motion_host
+                    ),
+                ));
+            }
+        }
         let duration = Duration::from_secs_f64(duration_s);
         let mut scenario = Scenario {
             name: file.name.clone(),
@@ -273,6 +339,21 @@ impl Checker<'_> {
                 moves_completed_min: file.expect.moves_completed_min,
             },
         };
+        for (i, axis) in scenario.axes.iter().enumerate() {
+            let client = scenario.client_of(&axis.name);
+            if let Some(other) = scenario.axes[..i].iter().find(|o| {
+                scenario.client_of(&o.name) == client && o.motion_host != axis.motion_host
+            }) {
+                return Err(self.error(
+                    file.axis[&axis.name].span(),
+                    format!(
+                        "[axis.{}]: client-{client} drives axes `{}` (on {}) and `{}` (on {}), but a client talks to one \
+                         motion host; raise `cell.clients` to the number of motion hosts",
+                        axis.name, other.name, other.motion_host, axis.name, axis.motion_host
+                    ),
+                ));
+            }
+        }
         scenario.moves = self.check_moves(&file, &scenario)?;
         for fault in &file.faults {
             let checked = self.check_fault(fault, &scenario)?;
@@ -417,7 +498,7 @@ impl Checker<'_> {
                 velocity_rad_per_s_plant.to_degrees()
             ));
         }
-        Ok(Axis {
+        let axis = Axis {
             name: name.to_owned(),
             motion_host: a.motion_host.clone(),
             control_period: Duration::from_nanos(period_ns.round() as u64),
@@ -427,7 +508,11 @@ impl Checker<'_> {
             },
             velocity_rad_per_s_max: a.velocity_deg_per_s_max.to_radians(),
             acceleration_rad_per_s2_max: a.acceleration_deg_per_s2_max.to_radians(),
-            jerk_rad_per_s3_max: a.jerk_deg_per_s3_max.map_or(f64::INFINITY, f64::to_radians),
+            // A trapezoid ignores jerk; the control core still wants a finite number.
+            jerk_rad_per_s3_max: a
+                .jerk_deg_per_s3_max
+                .unwrap_or(a.acceleration_deg_per_s2_max * 1000.0)
+                .to_radians(),
             position_rad_min: a.position_deg_min.to_radians(),
             position_rad_max: a.position_deg_max.to_radians(),
             current_a_max,
@@ -438,17 +523,24 @@ impl Checker<'_> {
             stop_time_s: a.stop_time_s,
             temperature_c_max: a.temperature_c_max,
             plant,
-        })
+        };
+        if let Err(error) = axis.control_config().validate() {
+            return fail(format!("the control core rejects this axis: {error}"));
+        }
+        Ok(axis)
     }
 
     fn check_plant(
         &self,
         axis: &str,
-        table: &Spanned<toml::Table>,
+        doc: &Spanned<plant_model::AxisParamsDoc>,
     ) -> Result<AxisParams, ScenarioError> {
-        let origin = format!("{} [axis.{axis}.plant]", self.source.origin);
-        AxisParams::from_toml_table(table.get_ref(), &origin)
-            .map_err(|error| self.error(table.span(), format!("[axis.{axis}.plant]: {error}")))
+        // Unknown keys and wrong types were already reported with their line by the parser;
+        // what is left is the plant's own checks, reported at the table.
+        doc.get_ref()
+            .clone()
+            .resolve(&format!("[axis.{axis}.plant]"))
+            .map_err(|error| self.error(doc.span(), error.to_string()))
     }
 
     fn check_retry(&self, file: &ScenarioFile) -> Result<Retry, ScenarioError> {
@@ -469,10 +561,10 @@ impl Checker<'_> {
                 return fail(format!("`{key}` must be a positive number, not {value}"));
             }
         }
-        if r.backoff_multiplier < 1.0 {
+        if r.backoff_ms_max < r.backoff_ms_initial {
             return fail(format!(
-                "`backoff_multiplier` must be at least 1, not {}",
-                r.backoff_multiplier
+                "`backoff_ms_max` ({}) is below `backoff_ms_initial` ({})",
+                r.backoff_ms_max, r.backoff_ms_initial
             ));
         }
         if !(0.0..1.0).contains(&r.jitter) {
@@ -490,7 +582,7 @@ impl Checker<'_> {
         Ok(Retry {
             attempts_max: r.attempts_max,
             backoff_initial: Duration::from_secs_f64(r.backoff_ms_initial / 1e3),
-            backoff_multiplier: r.backoff_multiplier,
+            backoff_max: Duration::from_secs_f64(r.backoff_ms_max / 1e3),
             jitter: r.jitter,
             timeout: Duration::from_secs_f64(r.timeout_ms / 1e3),
             deadline: Duration::from_secs_f64(r.deadline_ms / 1e3),

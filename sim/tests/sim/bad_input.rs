@@ -1,0 +1,165 @@
+//! Goal: every kind of bad scenario is rejected with the file, the line and column, and a
+//! message that says what is wrong and how to fix it; nothing bad is silently accepted.
+//! Method: one `check(text, expected)` per case over a valid base scenario.
+
+use sim::scenario::{Scenario, Source};
+
+const BASE: &str = r#"# Goal: a valid base that each case breaks in one place.
+name = "bad"
+duration_s = 5.0
+settle_s = 1.0
+
+[axis.x]
+velocity_deg_per_s_max = 180.0
+acceleration_deg_per_s2_max = 720.0
+jerk_deg_per_s3_max = 7200.0
+position_deg_min = -180.0
+position_deg_max = 180.0
+
+[axis.x.plant]
+preset = "xm430-w350"
+
+[[workload.move]]
+at_s = 0.5
+axis = "x"
+target_deg = 90.0
+"#;
+
+/// Loads `text` and asserts it fails with a message containing every one of `expected`.
+fn check(text: &str, expected: &[&str]) {
+    let error = match Scenario::from_source(&Source::new("case.toml", text)) {
+        Ok(_) => panic!("accepted a bad scenario:\n{text}"),
+        Err(e) => e.to_string(),
+    };
+    for fragment in expected {
+        assert!(
+            error.contains(fragment),
+            "error {error:?} lacks {fragment:?}"
+        );
+    }
+}
+
+#[test]
+fn the_base_scenario_is_valid() {
+    Scenario::from_source(&Source::new("case.toml", BASE)).unwrap();
+}
+
+#[test]
+fn malformed_toml_names_line_and_column() {
+    check(
+        &BASE.replace("settle_s = 1.0", "settle_s = = 1.0"),
+        &["case.toml:4:12:"],
+    );
+}
+
+#[test]
+fn unknown_keys_are_rejected_where_they_stand() {
+    check(
+        &BASE.replace("settle_s = 1.0", "settle_s = 1.0\nsetle = 2"),
+        &["case.toml:5:1:", "unknown field `setle`"],
+    );
+    check(
+        &BASE.replace(
+            "preset = \"xm430-w350\"",
+            "preset = \"xm430-w350\"\nresistance = 3.0",
+        ),
+        &["case.toml:15:1:", "unknown field `resistance`"],
+    );
+    check(
+        &BASE.replace("target_deg = 90.0", "target_deg = 90.0\nspeed = 1"),
+        &["case.toml:20:1:", "unknown field `speed`"],
+    );
+}
+
+#[test]
+fn negative_and_contradictory_durations_are_rejected() {
+    check(
+        &BASE.replace("duration_s = 5.0", "duration_s = -5.0"),
+        &["case.toml:3:", "`duration_s` must be in (0,"],
+    );
+    check(
+        &BASE.replace("settle_s = 1.0", "settle_s = 9.0"),
+        &["case.toml:4:", "`settle_s`", "shorter than `duration_s`"],
+    );
+}
+
+#[test]
+fn faults_must_name_hosts_and_axes_that_exist() {
+    let fault = |body: &str| format!("{BASE}\n[[fault]]\nat_s = 1.0\n{body}\n");
+    check(
+        &fault("kind = \"crash\"\nhost = \"motion-7\""),
+        &["case.toml:22:1:", "unknown host `motion-7`", "motion-1"],
+    );
+    check(
+        &fault("kind = \"load-step\"\naxis = \"y\"\ntorque_nm = 1.0"),
+        &["unknown axis `y`", "the axes are x"],
+    );
+    check(
+        &fault("kind = \"meteor\""),
+        &["unknown fault kind `meteor`", "partition"],
+    );
+    check(&fault("kind = \"partition\""), &["needs `between"]);
+    check(
+        &fault("kind = \"crash\"\nhost = \"motion-1\"\nlatency_ms = 5.0"),
+        &["does not use `latency_ms`"],
+    );
+    check(
+        &fault("kind = \"crash\"\nhost = \"motion-1\"\nfor_s = 9.0"),
+        &["`for_s` must be positive and end by"],
+    );
+    check(
+        &fault("kind = \"restart\"\nhost = \"motion-1\"\nfor_s = 1.0"),
+        &["instantaneous"],
+    );
+}
+
+#[test]
+fn contradictory_limits_are_rejected_with_a_fix() {
+    check(
+        &BASE.replace("position_deg_min = -180.0", "position_deg_min = 200.0"),
+        &[
+            "case.toml:6:1:",
+            "`position_deg_min` (200) must be below `position_deg_max` (180)",
+        ],
+    );
+    check(
+        &BASE.replace(
+            "acceleration_deg_per_s2_max = 720.0",
+            "acceleration_deg_per_s2_max = 100.0",
+        ),
+        &[
+            "`stop_time_s` (0.5) is shorter than",
+            "raise `stop_time_s` or the acceleration",
+        ],
+    );
+    check(
+        &BASE.replace("target_deg = 90.0", "target_deg = 270.0"),
+        &["case.toml:17:1:", "outside axis `x`'s soft limits"],
+    );
+    check(
+        &BASE.replace(
+            "position_deg_max = 180.0",
+            "position_deg_max = 180.0\ncurrent_a_max = 50.0",
+        ),
+        &["`current_a_max` (50 A) must be positive and at most the drive's limit"],
+    );
+    check(
+        &BASE.replace(
+            "velocity_deg_per_s_max = 180.0",
+            "velocity_deg_per_s_max = 1000.0\nstop_time_s = 5.0",
+        ),
+        &["faster than the motor's no-load speed"],
+    );
+    check(
+        &BASE.replace("[axis.x]", "[axis.x]\ncontrol_rate_hz = 3000"),
+        &["not a whole number of microseconds"],
+    );
+}
+
+#[test]
+fn plant_parameter_errors_point_at_the_plant_table() {
+    check(
+        &BASE.replace("preset = \"xm430-w350\"", "preset = \"xm999\""),
+        &["case.toml:13:1:", "xm999", "xm430-w350"],
+    );
+}

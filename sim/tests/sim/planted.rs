@@ -1,0 +1,1 @@
+//! Planted violations (filled in below).
