@@ -40,6 +40,9 @@ pub struct DriveConfig {
     pub current_a_max: f64,
     pub watchdog: Duration,
     pub feedback_period: Duration,
+    /// PLANTED BUG when false (`[planted] drive_ignores_watchdog`): the firmware never trips,
+    /// and keeps applying its last command when commands stop. For oracle tests only.
+    pub watchdog_enabled: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -104,6 +107,11 @@ impl SimDrive {
         }
     }
 
+    /// When the last intact command arrived, if one ever did.
+    pub fn last_valid_command_at(&self) -> Option<Duration> {
+        self.last_valid_command_at
+    }
+
     /// The last command that arrived intact, with the controller's setpoint it carries.
     pub fn last_command(&self) -> Option<DriveCommandFrame> {
         self.last_command
@@ -144,7 +152,9 @@ impl SimDrive {
         loop {
             let now = self.plant.now();
             let watchdog_at = match (self.mode, self.last_valid_command_at) {
-                (Mode::Commanded { .. }, Some(at)) => Some(at + self.config.watchdog),
+                (Mode::Commanded { .. }, Some(at)) if self.config.watchdog_enabled => {
+                    Some(at + self.config.watchdog)
+                }
                 _ => None,
             };
             let command_at = self.bus.borrow().peek_command_at();

@@ -174,14 +174,12 @@ fn run_scenario(
 ) -> Result<ExitCode> {
     let scenario = load(path)?;
     let seed = seed.unwrap_or(scenario.seed);
-    let output = run(
-        &scenario,
-        seed,
-        RunOptions {
-            check_determinism,
-            record_series: plot.is_some(),
-        },
-    );
+    // `--json` carries the decimated time series too, so that `hil compare` can overlay runs.
+    let options = RunOptions {
+        check_determinism,
+        record_series: plot.is_some() || json,
+    };
+    let output = run(&scenario, seed, options);
     if print_trace {
         for event in output.trace.events() {
             println!("{event}");

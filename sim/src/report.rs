@@ -74,6 +74,18 @@ pub struct AxisReport {
     pub winding_temperature_c_max: f64,
     pub watchdog_trips: u64,
     pub fieldbus: FieldbusStats,
+    /// The run's time series, decimated (when recorded): what `hil compare` overlays.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub samples: Option<Samples>,
+}
+
+/// Time series of one axis, in the units people read (the keys `hil`'s report uses too).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Samples {
+    pub t_s: Vec<f64>,
+    pub setpoint_deg: Vec<f64>,
+    pub position_deg: Vec<f64>,
+    pub current_a: Vec<f64>,
 }
 
 impl Report {

@@ -13,7 +13,7 @@ use tracing_subscriber::layer::SubscriberExt;
 
 use crate::fault::{Fault, draw_chaos};
 use crate::oracle::{self, AxisSample, Oracle, Violation};
-use crate::report::{AxisReport, Expectation, MoveCounts, OracleReport, Report, Verdict};
+use crate::report::{AxisReport, Expectation, MoveCounts, OracleReport, Report, Samples, Verdict};
 use crate::scenario::Scenario;
 use crate::seed::{Seed, Stream};
 use crate::trace::{Trace, TraceEvent, TraceLayer};
@@ -322,7 +322,7 @@ impl Statistics {
     fn on_sample(&mut self, s: &AxisSample<'_>) {
         let stats = self.axes.get_mut(s.axis).expect("sample of a known axis");
         stats.samples += 1;
-        if let (true, Some(setpoint)) = (s.moving, s.setpoint_rad) {
+        if let (true, None, Some(setpoint)) = (s.moving, s.commands_lost_since, s.setpoint_rad) {
             let error = (setpoint - s.truth.position_rad).abs();
             stats.following_error_rad_max = stats.following_error_rad_max.max(error);
             stats.following_error_sq_sum += error * error;
@@ -368,6 +368,19 @@ impl Statistics {
             winding_temperature_c_max: s.temperature_c_max,
             watchdog_trips: s.watchdog_trips,
             fieldbus,
+            samples: self.record_series.then(|| {
+                let series = self
+                    .series
+                    .iter()
+                    .find(|x| x.name == name)
+                    .expect("series of a known axis");
+                Samples {
+                    t_s: series.t_s.clone(),
+                    setpoint_deg: series.setpoint_rad.iter().map(|x| x.to_degrees()).collect(),
+                    position_deg: series.position_rad.iter().map(|x| x.to_degrees()).collect(),
+                    current_a: series.current_a.clone(),
+                }
+            }),
         }
     }
 

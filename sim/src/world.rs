@@ -46,6 +46,7 @@ pub(crate) struct AxisWorld {
     pub(crate) name: String,
     pub(crate) drive: SimDrive,
     pub(crate) bus: Rc<RefCell<Fieldbus>>,
+    pub(crate) watchdog: Duration,
 }
 
 pub struct World<'a> {
@@ -118,11 +119,13 @@ impl<'a> World<'a> {
                 current_a_max: axis.current_a_max,
                 watchdog: axis.drive_watchdog,
                 feedback_period: axis.control_period,
+                watchdog_enabled: !scenario.planted.drive_ignores_watchdog,
             };
             axes.push(AxisWorld {
                 name: axis.name.clone(),
                 drive: SimDrive::new(config, plant, bus.clone()),
                 bus: bus.clone(),
+                watchdog: axis.drive_watchdog,
             });
             links
                 .entry(axis.motion_host.clone())
@@ -167,6 +170,18 @@ impl<'a> World<'a> {
 
     /// Runs to the scenario's end, feeding the observer as it goes.
     pub fn run(&mut self, observer: &mut dyn Observer) {
+        if self.scenario.planted.trace_nondeterministic {
+            // Planted bug: a value that differs between two runs in one process, as a stray
+            // global counter, hash-map order or wall-clock read would.
+            static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.trace.lock().expect("trace lock").record(TraceEvent {
+                t: Duration::ZERO,
+                host: HARNESS_HOST.to_owned(),
+                name: "planted_nondeterminism".to_owned(),
+                fields: vec![("run".to_owned(), run.to_string())],
+            });
+        }
         let end = self.scenario.duration;
         let mut now = Duration::ZERO;
         while now < end {
@@ -221,6 +236,11 @@ impl<'a> World<'a> {
         for axis in &self.axes {
             let command: Option<DriveCommandFrame> = axis.drive.last_command();
             let status = axis.drive.status();
+            let commands_lost_since = axis
+                .drive
+                .last_valid_command_at()
+                .map(|at| at + axis.watchdog)
+                .filter(|since| *since < now);
             observer.on_sample(&AxisSample {
                 t: now,
                 axis: &axis.name,
@@ -229,6 +249,7 @@ impl<'a> World<'a> {
                 moving: command.is_some_and(|c| c.moving),
                 torque_enabled: status.torque_enabled,
                 watchdog_tripped: status.watchdog_tripped,
+                commands_lost_since,
             });
         }
     }

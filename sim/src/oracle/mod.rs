@@ -31,6 +31,9 @@ pub struct AxisSample<'a> {
     pub moving: bool,
     pub torque_enabled: bool,
     pub watchdog_tripped: bool,
+    /// When commands stopped reaching the drive, if they have: the last intact command's
+    /// arrival plus the drive's watchdog time. Known to the harness, whatever the drive does.
+    pub commands_lost_since: Option<Duration>,
 }
 
 /// The first time an oracle saw its statement broken, and how.

@@ -42,7 +42,6 @@ pub(crate) fn for_scenario(scenario: &Scenario) -> Vec<Box<dyn Oracle>> {
         }),
         Box::new(StopOnLostCommands {
             axes: axes(),
-            tripped_at: BTreeMap::new(),
             first: FirstViolation::default(),
         }),
         Box::new(MovesEndOnTarget {
@@ -141,7 +140,10 @@ impl Oracle for FollowingError {
     }
     fn on_sample(&mut self, s: &AxisSample<'_>) {
         let a = axis(&self.axes, s.axis);
-        let over = match (s.moving && s.torque_enabled, s.setpoint_rad) {
+        // Once commands stop reaching the drive, its setpoint is stale and stopping is PH4's
+        // business.
+        let following = s.moving && s.torque_enabled && s.commands_lost_since.is_none();
+        let over = match (following, s.setpoint_rad) {
             (true, Some(setpoint)) => {
                 (setpoint - s.truth.position_rad).abs() > a.following_error_rad_max
             }
@@ -174,7 +176,6 @@ impl Oracle for FollowingError {
 /// PH4.
 struct StopOnLostCommands {
     axes: BTreeMap<String, Axis>,
-    tripped_at: BTreeMap<String, Duration>,
     first: FirstViolation,
 }
 
@@ -186,18 +187,15 @@ impl Oracle for StopOnLostCommands {
         "when commands stop reaching a drive, its axis is at rest within the stop time"
     }
     fn on_sample(&mut self, s: &AxisSample<'_>) {
-        if !s.watchdog_tripped {
-            self.tripped_at.remove(s.axis);
+        let Some(since) = s.commands_lost_since else {
             return;
-        }
+        };
         let a = axis(&self.axes, s.axis);
-        let since = *self.tripped_at.entry(s.axis.to_owned()).or_insert(s.t);
         let deadline = since + Duration::from_secs_f64(a.stop_time_s);
-        let speed = s.truth.velocity_rad_per_s.abs();
-        if s.t > deadline && speed >= QUICK_STOP_SPEED_RAD_PER_S {
+        if s.t > deadline && s.truth.velocity_rad_per_s.abs() >= QUICK_STOP_SPEED_RAD_PER_S {
             self.first.record(s.t, || {
                 format!(
-                    "axis {} still at {:.4} rad/s {:.3} s after its drive lost commands (stop time {:.3} s)",
+                    "axis {} still at {:.4} rad/s {:.3} s after commands stopped reaching its drive (stop time {:.3} s)",
                     s.axis,
                     s.truth.velocity_rad_per_s,
                     (s.t - since).as_secs_f64(),
@@ -287,5 +285,103 @@ impl Oracle for Temperature {
     }
     fn finish(&mut self, _end: Duration) -> Option<Violation> {
         self.first.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Source;
+    use plant_model::{GroundTruth, Plant};
+    use rand_core::SeedableRng;
+
+    fn scenario() -> Scenario {
+        let text = r#"# Goal: one axis for the oracle unit tests.
+name = "unit"
+duration_s = 1.0
+[axis.x]
+velocity_deg_per_s_max = 180.0
+acceleration_deg_per_s2_max = 720.0
+jerk_deg_per_s3_max = 7200.0
+position_deg_min = -180.0
+position_deg_max = 180.0
+following_error_deg_max = 10.0
+current_a_max = 2.0
+[axis.x.plant]
+preset = "xm430-w350"
+"#;
+        Scenario::from_source(&Source::new("unit.toml", text)).unwrap()
+    }
+
+    fn truth() -> GroundTruth {
+        let s = scenario();
+        Plant::new(
+            s.axes[0].plant.clone(),
+            rand_chacha::ChaCha8Rng::seed_from_u64(1),
+        )
+        .truth()
+    }
+
+    fn sample(
+        t_ms: u64,
+        truth: GroundTruth,
+        setpoint_rad: f64,
+        moving: bool,
+    ) -> AxisSample<'static> {
+        AxisSample {
+            t: Duration::from_millis(t_ms),
+            axis: "x",
+            truth,
+            setpoint_rad: Some(setpoint_rad),
+            moving,
+            torque_enabled: true,
+            watchdog_tripped: false,
+            commands_lost_since: None,
+        }
+    }
+
+    fn oracle(id: &str) -> Box<dyn Oracle> {
+        for_scenario(&scenario())
+            .into_iter()
+            .find(|o| o.id() == id)
+            .unwrap()
+    }
+
+    // Goal: PH2 allows the current-loop overshoot allowance exactly and trips just above it.
+    #[test]
+    fn ph2_trips_just_above_the_limit_and_not_at_it() {
+        let limit = 2.0 * (1.0 + CURRENT_OVERSHOOT_FRACTION_MAX);
+        let mut at_limit = oracle("PH2");
+        let mut t = truth();
+        t.current_a = -limit;
+        at_limit.on_sample(&sample(1, t, 0.0, false));
+        assert!(at_limit.finish(Duration::from_secs(1)).is_none());
+        let mut above = oracle("PH2");
+        t.current_a = limit * 1.0001;
+        above.on_sample(&sample(7, t, 0.0, false));
+        let violation = above.finish(Duration::from_secs(1)).expect("PH2 must trip");
+        assert_eq!(violation.t, Duration::from_millis(7));
+    }
+
+    // Goal: PH3 tolerates a following error above the limit for its reaction allowance
+    // (3 control periods) and trips after; an error while not moving is not its business.
+    #[test]
+    fn ph3_allows_the_reaction_time_then_trips() {
+        let error = 10.5_f64.to_radians();
+        let run = |ticks: u64, moving: bool| {
+            let mut ph3 = oracle("PH3");
+            for k in 0..=ticks {
+                ph3.on_sample(&sample(100 + k, truth(), error, moving));
+            }
+            ph3.finish(Duration::from_secs(1))
+        };
+        assert!(run(FOLLOWING_ERROR_REACTION_PERIODS as u64, true).is_none());
+        let violation =
+            run(FOLLOWING_ERROR_REACTION_PERIODS as u64 + 1, true).expect("PH3 must trip");
+        assert_eq!(
+            violation.t,
+            Duration::from_millis(100 + FOLLOWING_ERROR_REACTION_PERIODS as u64 + 1)
+        );
+        assert!(run(50, false).is_none());
     }
 }

@@ -34,6 +34,9 @@ pub(crate) struct ScenarioFile {
     pub(crate) chaos: Option<Spanned<ChaosFile>>,
     #[serde(default)]
     pub(crate) expect: ExpectFile,
+    /// Test-only switches that plant bugs, so tests can show the oracles catch them.
+    #[serde(default)]
+    pub(crate) planted: PlantedFile,
     /// What only a bench rig has (servo IDs, bus watchdog): read by `hil run`, and ignored by
     /// the simulator, so that one bench scenario runs in both.
     #[serde(default)]
@@ -337,4 +340,17 @@ pub(crate) struct ExpectFile {
     /// Liveness floor: at least this many moves completed.
     #[serde(default)]
     pub(crate) moves_completed_min: u32,
+}
+
+/// `[planted]`: bugs planted on purpose, for showing that an oracle catches them. A real
+/// scenario never sets any of these.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PlantedFile {
+    /// The drive firmware never trips its command watchdog (PH4 must catch it).
+    #[serde(default)]
+    pub(crate) drive_ignores_watchdog: bool,
+    /// The harness records an event whose value differs between runs (DT1 must catch it).
+    #[serde(default)]
+    pub(crate) trace_nondeterministic: bool,
 }

@@ -69,6 +69,15 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
     pub chaos: Option<Chaos>,
     pub expect: Expect,
+    /// Test-only planted bugs (`[planted]`); all off in a real scenario.
+    pub planted: Planted,
+}
+
+/// Bugs a test plants on purpose to show that an oracle catches them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Planted {
+    pub drive_ignores_watchdog: bool,
+    pub trace_nondeterministic: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -337,6 +346,10 @@ impl Checker<'_> {
                 oracles: file.expect.oracles.as_ref().map(|o| o.get_ref().clone()),
                 failing: file.expect.failing.clone(),
                 moves_completed_min: file.expect.moves_completed_min,
+            },
+            planted: Planted {
+                drive_ignores_watchdog: file.planted.drive_ignores_watchdog,
+                trace_nondeterministic: file.planted.trace_nondeterministic,
             },
         };
         for (i, axis) in scenario.axes.iter().enumerate() {

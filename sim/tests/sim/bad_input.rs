@@ -88,7 +88,7 @@ fn faults_must_name_hosts_and_axes_that_exist() {
     let fault = |body: &str| format!("{BASE}\n[[fault]]\nat_s = 1.0\n{body}\n");
     check(
         &fault("kind = \"crash\"\nhost = \"motion-7\""),
-        &["case.toml:22:1:", "unknown host `motion-7`", "motion-1"],
+        &["case.toml:21:1:", "unknown host `motion-7`", "motion-1"],
     );
     check(
         &fault("kind = \"load-step\"\naxis = \"y\"\ntorque_nm = 1.0"),
@@ -134,7 +134,7 @@ fn contradictory_limits_are_rejected_with_a_fix() {
     );
     check(
         &BASE.replace("target_deg = 90.0", "target_deg = 270.0"),
-        &["case.toml:17:1:", "outside axis `x`'s soft limits"],
+        &["case.toml:16:1:", "outside axis `x`'s soft limits"],
     );
     check(
         &BASE.replace(

@@ -40,7 +40,7 @@ fn every_scenario_passes_and_matches_its_snapshot() {
             .expect("DT1 is judged");
         assert!(dt1.holds, "{}: {:?}", path.display(), dt1.first_violation);
         insta::with_settings!({ snapshot_path => "../../../snapshots", prepend_module_to_snapshot => false }, {
-            insta::assert_yaml_snapshot!(report.rounded());
+            insta::assert_yaml_snapshot!("report", report.rounded());
         });
     });
 }
