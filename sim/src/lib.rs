@@ -12,7 +12,9 @@
 //! - [`oracle`]: the pure observers that judge a run.
 //! - [`run`]: one run end to end, the verdict, the report's assembly.
 //! - [`report`], [`plot`]: what a run produces for people and snapshots.
+//! - [`bench`]: `sim bench`, speed against a bare-turmoil baseline measured in the same run.
 
+pub mod bench;
 pub mod drive;
 pub mod fault;
 pub mod fieldbus;

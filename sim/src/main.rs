@@ -51,6 +51,14 @@ enum Command {
         #[arg(default_value = "scenarios")]
         dir: PathBuf,
     },
+    /// Measure how much faster than real time a scenario runs, against bare turmoil in the same run.
+    Bench {
+        #[arg(default_value = "scenarios/flagship.toml")]
+        scenario: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Plant-model tools.
     Plant {
         #[command(subcommand)]
@@ -120,6 +128,22 @@ fn execute(command: Command) -> Result<ExitCode> {
             !no_determinism_check,
         ),
         Command::List { dir } => list(&dir),
+        Command::Bench { scenario, json } => {
+            let scenario = load(&scenario)?;
+            let report = sim::bench::compare(&scenario);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for m in [&report.baseline, &report.scenario] {
+                    println!(
+                        "{:<40} {:>7.1} s simulated in {:>7.3} s: {:>7.1}x real time",
+                        m.name, m.simulated_s, m.wall_s, m.real_time_factor
+                    );
+                }
+                println!("ratio to baseline: {:.3}", report.ratio_to_baseline);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plant {
             command:
                 PlantCommand::Characterize {

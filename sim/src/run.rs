@@ -9,14 +9,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tracing_subscriber::layer::SubscriberExt;
-
 use crate::fault::{Fault, draw_chaos};
 use crate::oracle::{self, AxisSample, Oracle, Violation};
 use crate::report::{AxisReport, Expectation, MoveCounts, OracleReport, Report, Samples, Verdict};
 use crate::scenario::Scenario;
 use crate::seed::{Seed, Stream};
-use crate::trace::{Trace, TraceEvent, TraceLayer};
+use crate::trace::{Trace, TraceEvent, TraceSubscriber};
 use crate::world::{Observer, World};
 
 pub const DETERMINISM_ID: &str = "DT1";
@@ -193,8 +191,7 @@ struct Once {
 
 fn run_once(scenario: &Scenario, seed: u64, schedule: Vec<Fault>, record_series: bool) -> Once {
     let shared = Arc::new(Mutex::new(Trace::default()));
-    let subscriber = tracing_subscriber::registry().with(TraceLayer::new(shared.clone()));
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = tracing::subscriber::set_default(TraceSubscriber::new(shared.clone()));
 
     let mut observer = Observers {
         oracles: oracle::for_scenario(scenario),

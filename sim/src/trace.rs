@@ -2,7 +2,7 @@
 //!
 //! Every state change worth judging is one [`TraceEvent`]: simulated time, the host it happened
 //! on, an event name and its fields in the order they were written. Services emit theirs as
-//! `tracing` events with an `event` field (they know nothing of this module); [`TraceLayer`]
+//! `tracing` events with an `event` field (they know nothing of this module); [`TraceSubscriber`]
 //! captures them inside turmoil's `node` span, which names the host. The harness records its own
 //! events (faults, drive watchdog trips) directly with [`Trace::record`].
 //!
@@ -17,8 +17,6 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tracing::field::{Field, Visit};
 use tracing::span;
-use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::LookupSpan;
 
 /// Upper bound on recorded events: a run that emits more is broken (a loop logging each tick).
 pub const TRACE_EVENT_COUNT_MAX: usize = 5_000_000;
@@ -98,77 +96,106 @@ impl Trace {
     }
 }
 
-/// A trace shared between the harness and the `tracing` layer that feeds it.
+/// A trace shared between the harness and the `tracing` subscriber that feeds it.
 pub type SharedTrace = Arc<Mutex<Trace>>;
 
-/// A `tracing` layer that turns service events carrying an `event` field into trace events.
+/// A `tracing` subscriber that turns service events carrying an `event` field into trace
+/// events.
 ///
-/// The host is the `name` of the innermost enclosing turmoil `node` span; the time is
-/// turmoil's simulated clock. Events without an `event` field (ordinary logs) are not part of
-/// the trace.
-#[derive(Debug, Clone)]
-pub struct TraceLayer {
+/// The host is the `name` of the innermost entered turmoil `node` span; the time is turmoil's
+/// simulated clock. Only `node` spans and events with an `event` field are ever built: the rest
+/// (turmoil's own per-message logs, free-text logs) are disabled at their callsite and cost
+/// nothing. A general-purpose span registry would allocate for each of the `node` spans turmoil
+/// opens per host per tick; this subscriber only keeps a small table of host names (a span's id
+/// is its host's index in it plus one) and the stack of entered hosts.
+#[derive(Debug)]
+pub struct TraceSubscriber {
     trace: SharedTrace,
+    state: Mutex<SubscriberState>,
 }
 
-impl TraceLayer {
-    pub fn new(trace: SharedTrace) -> TraceLayer {
-        TraceLayer { trace }
+#[derive(Debug, Default)]
+struct SubscriberState {
+    hosts: Vec<String>,
+    entered: Vec<usize>,
+}
+
+/// Upper bound on distinct host names a run may have.
+pub const HOST_COUNT_MAX: usize = 1024;
+
+impl TraceSubscriber {
+    pub fn new(trace: SharedTrace) -> TraceSubscriber {
+        TraceSubscriber {
+            trace,
+            state: Mutex::new(SubscriberState::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, SubscriberState> {
+        self.state.lock().expect("trace subscriber lock poisoned")
     }
 }
 
-/// The host name a `node` span carries, stored in the span's extensions.
-struct NodeName(String);
-
-impl<S> tracing_subscriber::Layer<S> for TraceLayer
-where
-    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
-{
-    /// Only turmoil's `node` spans and events with an `event` field are ever built: the rest
-    /// (turmoil's own per-message trace logs, free-text logs) cost nothing while a run records.
+impl tracing::Subscriber for TraceSubscriber {
     fn register_callsite(
         &self,
         metadata: &'static tracing::Metadata<'static>,
     ) -> tracing::subscriber::Interest {
-        let wanted = if metadata.is_span() {
-            metadata.name() == "node"
-        } else {
-            metadata.fields().field("event").is_some()
-        };
-        if wanted {
+        if self.enabled(metadata) {
             tracing::subscriber::Interest::always()
         } else {
             tracing::subscriber::Interest::never()
         }
     }
 
-    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
-        if attrs.metadata().name() != "node" {
-            return;
-        }
-        let mut visitor = FieldVisitor::default();
-        attrs.record(&mut visitor);
-        if let Some((_, name)) = visitor.fields.into_iter().find(|(k, _)| k == "name")
-            && let Some(span) = ctx.span(id)
-        {
-            span.extensions_mut().insert(NodeName(name));
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        if metadata.is_span() {
+            metadata.name() == "node"
+        } else {
+            metadata.fields().field("event").is_some()
         }
     }
 
-    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+    fn new_span(&self, attrs: &span::Attributes<'_>) -> span::Id {
+        let mut visitor = FieldVisitor::default();
+        attrs.record(&mut visitor);
+        let name = visitor
+            .fields
+            .into_iter()
+            .find(|(k, _)| k == "name")
+            .map_or_else(|| HARNESS_HOST.to_owned(), |(_, v)| v);
+        let mut state = self.state();
+        let index = match state.hosts.iter().position(|h| *h == name) {
+            Some(index) => index,
+            None => {
+                assert!(
+                    state.hosts.len() < HOST_COUNT_MAX,
+                    "more than {HOST_COUNT_MAX} hosts in one run"
+                );
+                state.hosts.push(name);
+                state.hosts.len() - 1
+            }
+        };
+        span::Id::from_u64(index as u64 + 1)
+    }
+
+    fn record(&self, _span: &span::Id, _values: &span::Record<'_>) {}
+
+    fn record_follows_from(&self, _span: &span::Id, _follows: &span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
         let mut visitor = FieldVisitor::default();
         event.record(&mut visitor);
         let Some(name) = visitor.event_name.take() else {
             return;
         };
-        let host = ctx
-            .event_scope(event)
-            .and_then(|scope| {
-                scope
-                    .into_iter()
-                    .find_map(|span| span.extensions().get::<NodeName>().map(|n| n.0.clone()))
-            })
-            .unwrap_or_else(|| HARNESS_HOST.to_owned());
+        let host = {
+            let state = self.state();
+            state
+                .entered
+                .last()
+                .map_or_else(|| HARNESS_HOST.to_owned(), |i| state.hosts[*i].clone())
+        };
         let t = turmoil::sim_elapsed().unwrap_or_default();
         let event = TraceEvent {
             t,
@@ -180,6 +207,20 @@ where
             .lock()
             .expect("trace lock poisoned")
             .record(event);
+    }
+
+    fn enter(&self, span: &span::Id) {
+        self.state().entered.push(span.into_u64() as usize - 1);
+    }
+
+    fn exit(&self, span: &span::Id) {
+        let mut state = self.state();
+        let popped = state.entered.pop();
+        debug_assert_eq!(
+            popped,
+            Some(span.into_u64() as usize - 1),
+            "spans exit in the order they entered"
+        );
     }
 }
 
