@@ -315,25 +315,28 @@ mod tests {
     }
 
     // Goal: events emitted through `tracing` inside a `node` span are captured with that host
-    // and their fields; events without an `event` field are not.
+    // and their fields, outside any span with the harness as host; events without an `event`
+    // field are not captured.
     #[test]
-    fn layer_captures_structured_events_with_their_host() {
-        use tracing_subscriber::layer::SubscriberExt;
+    fn subscriber_captures_structured_events_with_their_host() {
         let trace = SharedTrace::default();
-        let subscriber = tracing_subscriber::registry().with(TraceLayer::new(trace.clone()));
-        tracing::subscriber::with_default(subscriber, || {
-            let span = tracing::info_span!("node", name = "motion-1");
-            let _entered = span.enter();
-            tracing::info!(
-                event = "move_accepted",
-                axis = "x",
-                target_rad = 1.5_f64,
-                request_id = 7_u64
-            );
-            tracing::info!("free text is not traced");
+        tracing::subscriber::with_default(TraceSubscriber::new(trace.clone()), || {
+            for host in ["motion-1", "client-1", "motion-1"] {
+                let span = tracing::info_span!("node", name = host);
+                let _entered = span.enter();
+                tracing::info!(
+                    event = "move_accepted",
+                    axis = "x",
+                    target_rad = 1.5_f64,
+                    request_id = 7_u64
+                );
+                tracing::info!("free text is not traced");
+            }
+            tracing::info!(event = "fault_injected");
         });
         let trace = trace.lock().unwrap();
-        assert_eq!(trace.events().len(), 1);
+        let hosts: Vec<&str> = trace.events().iter().map(|e| e.host.as_str()).collect();
+        assert_eq!(hosts, ["motion-1", "client-1", "motion-1", HARNESS_HOST]);
         let e = &trace.events()[0];
         assert_eq!(
             (e.host.as_str(), e.name.as_str()),
