@@ -47,7 +47,12 @@ pub(crate) fn register_motion(
             .collect();
         let storage = TurmoilStorage::new(disk.clone());
         async move {
-            run_motion(TurmoilTransport, storage, links, config).await?;
+            // `run_motion` returns only when it cannot start (its port, or a damaged durable
+            // state it refuses to trust). The process exits; the host stays down until the
+            // world restarts it. That is a finding for the oracles, not a harness failure.
+            if let Err(error) = run_motion(TurmoilTransport, storage, links, config).await {
+                tracing::error!(event = "service_exited", service = "motion", error = %error);
+            }
             Ok(())
         }
     });

@@ -148,6 +148,14 @@ impl<'a> World<'a> {
             hosts::register_client(&mut sim, scenario, k, &name, seed.rng(Stream::Client(k)));
         }
 
+        for link in &scenario.network.links {
+            sim.set_link_latency(link.a.as_str(), link.b.as_str(), link.latency_min);
+            sim.set_link_max_message_latency(link.a.as_str(), link.b.as_str(), link.latency_max);
+            if link.loss > 0.0 {
+                sim.set_link_fail_rate(link.a.as_str(), link.b.as_str(), link.loss);
+            }
+        }
+
         let mut heals: Vec<(Duration, usize)> = schedule
             .iter()
             .enumerate()
@@ -311,7 +319,6 @@ impl<'a> World<'a> {
     fn start_fault(&mut self, index: usize) {
         self.record_fault("fault_injected", index);
         let id = index as u64;
-        let base = &self.scenario.network;
         match self.schedule[index].kind.clone() {
             FaultKind::Partition { a, b } => self.sim.partition(a.as_str(), b.as_str()),
             FaultKind::PartitionOneway { from, to } => {
@@ -319,9 +326,7 @@ impl<'a> World<'a> {
             }
             FaultKind::Hold { a, b } => self.sim.hold(a.as_str(), b.as_str()),
             FaultKind::Latency { a, b, latency_ms } => {
-                let latency = base
-                    .service_latency_max
-                    .max(Duration::from_secs_f64(latency_ms / 1e3));
+                let latency = Duration::from_secs_f64(latency_ms / 1e3);
                 self.sim.set_link_latency(a.as_str(), b.as_str(), latency);
             }
             FaultKind::Loss { a, b, probability } => {
@@ -399,16 +404,14 @@ impl<'a> World<'a> {
             }
             FaultKind::Hold { a, b } => self.sim.release(a.as_str(), b.as_str()),
             FaultKind::Latency { a, b, .. } => {
+                let (min, max) = base.latency(&a, &b);
+                self.sim.set_link_latency(a.as_str(), b.as_str(), min);
                 self.sim
-                    .set_link_latency(a.as_str(), b.as_str(), base.service_latency_min);
-                self.sim.set_link_max_message_latency(
-                    a.as_str(),
-                    b.as_str(),
-                    base.service_latency_max,
-                );
+                    .set_link_max_message_latency(a.as_str(), b.as_str(), max);
             }
             FaultKind::Loss { a, b, .. } => {
-                self.sim.set_link_fail_rate(a.as_str(), b.as_str(), 0.0)
+                self.sim
+                    .set_link_fail_rate(a.as_str(), b.as_str(), base.loss(&a, &b));
             }
             FaultKind::Crash { host } => self.sim.bounce(host.as_str()),
             FaultKind::Restart { .. } | FaultKind::DiskLostWrites { .. } => {

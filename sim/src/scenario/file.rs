@@ -83,6 +83,22 @@ pub(crate) struct NetworkFile {
     pub(crate) fieldbus_loss: f64,
     #[serde(default)]
     pub(crate) fieldbus_corruption: f64,
+    /// Per-link overrides of the service-link latency and loss.
+    #[serde(default, rename = "link")]
+    pub(crate) links: Vec<Spanned<LinkFile>>,
+}
+
+/// `[[network.link]]`: one service link's own latency and loss.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LinkFile {
+    pub(crate) between: Vec<String>,
+    #[serde(default)]
+    pub(crate) latency_ms_min: Option<f64>,
+    #[serde(default)]
+    pub(crate) latency_ms_max: Option<f64>,
+    #[serde(default)]
+    pub(crate) loss: f64,
 }
 
 impl NetworkFile {
@@ -105,6 +121,7 @@ impl Default for NetworkFile {
             fieldbus_latency_us: NetworkFile::default_fieldbus_latency_us(),
             fieldbus_loss: 0.0,
             fieldbus_corruption: 0.0,
+            links: Vec::new(),
         }
     }
 }

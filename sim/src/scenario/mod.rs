@@ -84,9 +84,41 @@ pub struct Planted {
 pub struct Network {
     pub service_latency_min: Duration,
     pub service_latency_max: Duration,
+    /// Links with their own latency and loss, overriding the defaults above.
+    pub links: Vec<Link>,
     pub fieldbus_latency: Duration,
     pub fieldbus_loss: f64,
     pub fieldbus_corruption: f64,
+}
+
+/// One service link's own settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    pub a: String,
+    pub b: String,
+    pub latency_min: Duration,
+    pub latency_max: Duration,
+    pub loss: f64,
+}
+
+impl Network {
+    /// The latency range of the link between two hosts: its own, or the default.
+    pub fn latency(&self, a: &str, b: &str) -> (Duration, Duration) {
+        self.links
+            .iter()
+            .find(|l| (l.a == a && l.b == b) || (l.a == b && l.b == a))
+            .map_or((self.service_latency_min, self.service_latency_max), |l| {
+                (l.latency_min, l.latency_max)
+            })
+    }
+
+    /// The message loss of the link between two hosts.
+    pub fn loss(&self, a: &str, b: &str) -> f64 {
+        self.links
+            .iter()
+            .find(|l| (l.a == a && l.b == b) || (l.a == b && l.b == a))
+            .map_or(0.0, |l| l.loss)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -413,9 +445,54 @@ impl Checker<'_> {
                 ));
             }
         }
+        let hosts: Vec<String> = (1..=file.cell.clients)
+            .map(|k| format!("client-{k}"))
+            .chain((1..=file.cell.motion_hosts).map(|k| format!("motion-{k}")))
+            .collect();
+        let mut links = Vec::new();
+        for spanned in &n.links {
+            let l = spanned.get_ref();
+            let fail = |message: String| {
+                Err(self.error(spanned.span(), format!("[[network.link]]: {message}")))
+            };
+            let [a, b] = l.between.as_slice() else {
+                return fail("needs `between = [\"host-a\", \"host-b\"]`".to_owned());
+            };
+            for host in [a, b] {
+                if !hosts.contains(host) {
+                    return fail(format!(
+                        "unknown host `{host}`; the hosts are {}",
+                        hosts.join(", ")
+                    ));
+                }
+            }
+            if a == b {
+                return fail(format!("`between` names `{a}` twice"));
+            }
+            let min = l.latency_ms_min.unwrap_or(n.service_latency_ms_min);
+            let max = l
+                .latency_ms_max
+                .unwrap_or(n.service_latency_ms_max.max(min));
+            if !(min >= 0.0 && min <= max) {
+                return fail(format!(
+                    "`latency_ms_min` ({min}) must be at least 0 and at most `latency_ms_max` ({max})"
+                ));
+            }
+            if !(0.0..=1.0).contains(&l.loss) {
+                return fail(format!("`loss` is a probability in [0, 1], not {}", l.loss));
+            }
+            links.push(Link {
+                a: a.clone(),
+                b: b.clone(),
+                latency_min: Duration::from_secs_f64(min / 1e3),
+                latency_max: Duration::from_secs_f64(max / 1e3),
+                loss: l.loss,
+            });
+        }
         Ok(Network {
             service_latency_min: Duration::from_secs_f64(n.service_latency_ms_min / 1e3),
             service_latency_max: Duration::from_secs_f64(n.service_latency_ms_max / 1e3),
+            links,
             fieldbus_latency: Duration::from_secs_f64(n.fieldbus_latency_us / 1e6),
             fieldbus_loss: n.fieldbus_loss,
             fieldbus_corruption: n.fieldbus_corruption,

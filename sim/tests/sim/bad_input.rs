@@ -114,6 +114,29 @@ fn faults_must_name_hosts_and_axes_that_exist() {
 }
 
 #[test]
+fn network_links_must_name_two_hosts_of_the_cell() {
+    let link = |body: &str| format!("{BASE}\n[[network.link]]\n{body}\n");
+    Scenario::from_source(&Source::new(
+        "case.toml",
+        link("between = [\"client-1\", \"motion-1\"]\nlatency_ms_min = 5.0\nlatency_ms_max = 9.0"),
+    ))
+    .unwrap();
+    check(
+        &link("between = [\"client-1\", \"gateway\"]"),
+        &["case.toml:21:1:", "unknown host `gateway`"],
+    );
+    check(&link("between = [\"client-1\"]"), &["needs `between"]);
+    check(
+        &link("between = [\"client-1\", \"motion-1\"]\nlatency_ms_min = 9.0\nlatency_ms_max = 5.0"),
+        &["`latency_ms_min` (9)"],
+    );
+    check(
+        &link("between = [\"client-1\", \"motion-1\"]\nloss = 2.0"),
+        &["`loss` is a probability"],
+    );
+}
+
+#[test]
 fn contradictory_limits_are_rejected_with_a_fix() {
     check(
         &BASE.replace("position_deg_min = -180.0", "position_deg_min = 200.0"),
