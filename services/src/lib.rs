@@ -27,6 +27,8 @@ pub mod client;
 pub mod fieldbus;
 pub mod framing;
 pub mod motion;
+
+pub mod resilience;
 pub mod retry;
 pub mod rpc;
 pub mod storage;
