@@ -28,6 +28,7 @@ pub mod fieldbus;
 pub mod framing;
 pub mod motion;
 
+pub mod registry;
 pub mod resilience;
 pub mod retry;
 pub mod rpc;
