@@ -26,6 +26,7 @@
 pub mod client;
 pub mod fieldbus;
 pub mod framing;
+pub mod gateway;
 pub mod motion;
 
 pub mod registry;
