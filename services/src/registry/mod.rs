@@ -34,6 +34,7 @@ pub mod protocol;
 #[cfg(test)]
 pub(crate) mod test_net;
 
+use std::convert::Infallible;
 use std::io;
 
 use tokio::time::{Instant, MissedTickBehavior};
@@ -72,8 +73,7 @@ enum LoopEvent<S> {
 pub async fn run_registry<T: Transport>(
     transport: T,
     config: RegistryConfig,
-) -> Result<(), RegistryError> {
-    let mut core = RegistryCore::new(config);
+) -> Result<Infallible, RegistryError> {
     let listener = transport
         .bind(config.port)
         .await
@@ -81,6 +81,15 @@ pub async fn run_registry<T: Transport>(
             port: config.port,
             source,
         })?;
+    Ok(serve_registry::<T>(listener, config).await)
+}
+
+/// Serves on an already bound listener until dropped (tests bind port 0 and read it back).
+pub async fn serve_registry<T: Transport>(
+    listener: T::Listener,
+    config: RegistryConfig,
+) -> Infallible {
+    let mut core = RegistryCore::new(config);
     let mut server = RpcServer::<T::Listener, RegistryRequest>::new(listener);
     let start = Instant::now();
     let mut reaper = tokio::time::interval_at(start + config.reap_interval, config.reap_interval);
