@@ -11,7 +11,10 @@
 //!   serve_connection`; the connection futures live in one `FuturesUnordered` polled by the
 //!   accept loop (`tokio::select!`, `biased;`), so nothing is spawned and the gateway runs on a
 //!   turmoil host's current-thread runtime. hyper's timer is `TokioTimer` (tokio time, simulated
-//!   under turmoil) and its `Date` header is off: it reads the wall clock (DESIGN.md §3).
+//!   under turmoil; hyper asks the timer for `now`, so its deadlines are on the same clock) and
+//!   its `Date` header is off because it is the wall clock (DESIGN.md §3). hyper's server still
+//!   refreshes its date cache from `SystemTime::now` on every poll (hyper 1.12,
+//!   `proto/h1/dispatch.rs`), but with the header off that value never reaches a byte sent.
 //! - **One task, shared state in `Rc`.** Requests on different connections interleave at await
 //!   points; the core sits in a `RefCell` borrowed only between awaits, never across one.
 //! - **Pipeline** (`core`'s docs): authentication → authorisation → per-consumer token bucket →
@@ -363,4 +366,234 @@ fn to_response(reply: &Reply) -> Response<Full<Bytes>> {
             *fallback.status_mut() = hyper::StatusCode::BAD_GATEWAY;
             fallback
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::fmt;
+
+    use rand_core::SeedableRng;
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+
+    use super::*;
+    use crate::registry::test_net::MemoryNet;
+    use crate::registry::{
+        InstanceSpec, REGISTRY_PORT, RegistrationConfig, RegistryConfig, run_registration,
+        run_registry,
+    };
+
+    /// One captured event: its `event` name and its other fields, in order.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    struct Captured {
+        name: String,
+        fields: Vec<(String, String)>,
+    }
+
+    impl Captured {
+        fn field(&self, name: &str) -> Option<&str> {
+            self.fields
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str())
+        }
+    }
+
+    #[derive(Default)]
+    struct FieldsVisitor(Vec<(String, String)>);
+
+    impl Visit for FieldsVisitor {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.0.push((field.name().to_owned(), value.to_owned()));
+        }
+
+        fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+            self.0.push((field.name().to_owned(), format!("{value:?}")));
+        }
+    }
+
+    /// Keeps every event that has an `event` field, as `sim`'s trace does.
+    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<Captured>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
+        fn on_event(&self, event: &tracing::Event<'_>, _context: Context<'_, S>) {
+            let mut visitor = FieldsVisitor::default();
+            event.record(&mut visitor);
+            let mut fields = visitor.0;
+            let Some(position) = fields.iter().position(|(key, _)| key == "event") else {
+                return;
+            };
+            let (_, name) = fields.remove(position);
+            self.0
+                .lock()
+                .expect("one thread")
+                .push(Captured { name, fields });
+        }
+    }
+
+    const ORDERS_PORT: u16 = 7000;
+
+    fn config() -> GatewayConfig {
+        let mut config = GatewayConfig::new("registry");
+        config.api_keys = vec![ApiKeyConfig {
+            key: "op-secret".into(),
+            consumer: "alice".into(),
+            role: Role::Operator,
+        }];
+        config.upstream.attempt_timeout = Duration::from_millis(1000);
+        config
+    }
+
+    /// A cell on the in-memory network and tokio's paused clock (what turmoil gives a host):
+    /// registry, a self-registering `orders` upstream that fails its first two calls with 503
+    /// and answers `/orders/slow` after 5 s, and the gateway. Runs a fixed client script and
+    /// returns the trace and the client's (status, simulated ms) per request.
+    async fn run_cell(seed: u64) -> (Vec<Captured>, Vec<(u16, u128)>) {
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let subscriber = tracing_subscriber::registry().with(Capture(events.clone()));
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let net = MemoryNet::new("registry");
+        let registry = run_registry(net.clone(), RegistryConfig::default());
+        let calls = Rc::new(Cell::new(0u32));
+        let upstream_calls = calls.clone();
+        let upstream_listener = net.host("orders-1").bind(ORDERS_PORT).await.unwrap();
+        let upstream =
+            crate::rpc::serve(upstream_listener, async move |request: UpstreamRequest| {
+                upstream_calls.set(upstream_calls.get() + 1);
+                if request.path == "/orders/slow" {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                let status = if upstream_calls.get() <= 2 { 503 } else { 200 };
+                UpstreamResponse {
+                    status,
+                    body_json: "{}".into(),
+                    retry_after_s: None,
+                }
+            });
+        let registration = run_registration(
+            net.host("orders-1"),
+            RegistrationConfig {
+                registry_port: REGISTRY_PORT,
+                ..RegistrationConfig::new(
+                    "registry",
+                    InstanceSpec {
+                        service: "orders".into(),
+                        instance_id: "orders-1".into(),
+                        host: "orders-1".into(),
+                        port: ORDERS_PORT,
+                    },
+                )
+            },
+        );
+        let gateway = run_gateway(
+            net.host("gateway"),
+            config(),
+            ChaCha8Rng::seed_from_u64(seed),
+        );
+        let client = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let transport = net.host("client");
+            let mut results = Vec::new();
+            let script = [
+                HttpCall::new(HttpMethod::Post, "/orders"),
+                HttpCall {
+                    api_key: Some("op-secret".into()),
+                    idempotency_key: Some("order-1".into()),
+                    body_json: Some(r#"{"part":"bolt"}"#.into()),
+                    ..HttpCall::new(HttpMethod::Post, "/orders")
+                },
+                HttpCall {
+                    api_key: Some("op-secret".into()),
+                    ..HttpCall::new(HttpMethod::Get, "/orders/slow")
+                },
+            ];
+            for call in script {
+                let sent = Instant::now();
+                let reply = http_call(
+                    &transport,
+                    "gateway",
+                    GATEWAY_PORT,
+                    &call,
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap();
+                results.push((reply.status, sent.elapsed().as_millis()));
+            }
+            results
+        };
+        let results = tokio::select! {
+            biased;
+            _ = registry => unreachable!(),
+            () = upstream => unreachable!(),
+            _ = registration => unreachable!(),
+            _ = gateway => unreachable!(),
+            results = client => results,
+        };
+        drop(_guard);
+        let events = events.lock().expect("one thread").clone();
+        (events, results)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gateway_runs_on_simulated_time_and_its_trace_is_a_function_of_the_seed() {
+        // Goal: the shell works where turmoil runs it (one task, paused tokio clock, no OS
+        // network): 401 without a backend call, a keyed order retried through two 503s to a
+        // 200, a slow upstream cut at exactly the 1 s attempt timeout (504); the events carry
+        // what GW1, R1 and CB1 need; and the same seed gives the same trace, byte for byte.
+        // Method: run the cell twice with seed 1 and once with seed 2 and compare the traces.
+        let (events, results) = run_cell(1).await;
+        assert_eq!(results[0].0, 401);
+        assert_eq!(results[1].0, 200, "two retries carried the order through");
+        assert_eq!(
+            results[2],
+            (504, 1000),
+            "cut at the attempt timeout, simulated"
+        );
+
+        let named = |name: &str| -> Vec<&Captured> {
+            events.iter().filter(|event| event.name == name).collect()
+        };
+        let backend_calls = named("backend_call");
+        assert_eq!(
+            backend_calls.len(),
+            4,
+            "3 attempts for the order, 1 for /slow"
+        );
+        assert!(
+            backend_calls
+                .iter()
+                .all(|call| call.field("consumer") == Some("alice")),
+            "GW1: every backend call belongs to an authenticated consumer"
+        );
+        let retries = named("retry_attempt");
+        assert_eq!(retries.len(), 2);
+        assert_eq!(retries[1].field("attempt"), Some("3"));
+        let requests = named("http_request");
+        let statuses: Vec<Option<&str>> = requests.iter().map(|r| r.field("status")).collect();
+        assert_eq!(statuses, [Some("401"), Some("200"), Some("504")]);
+        assert_eq!(requests[0].field("consumer"), Some("-"));
+        assert!(
+            !named("discovery").is_empty(),
+            "the upstream was found through the registry"
+        );
+
+        let (again, _) = run_cell(1).await;
+        assert_eq!(events, again, "same seed, same trace");
+        let (other, _) = run_cell(2).await;
+        let delays = |trace: &[Captured]| -> Vec<String> {
+            trace
+                .iter()
+                .filter(|event| event.name == "retry_attempt")
+                .map(|event| event.field("delay_ms").unwrap().to_owned())
+                .collect()
+        };
+        assert_ne!(
+            delays(&events),
+            delays(&other),
+            "the seed drives the jitter"
+        );
+    }
 }
