@@ -371,66 +371,15 @@ fn to_response(reply: &Reply) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
-    use std::fmt;
 
     use rand_core::SeedableRng;
-    use tracing::field::{Field, Visit};
-    use tracing_subscriber::layer::{Context, SubscriberExt};
 
     use super::*;
-    use crate::registry::test_net::MemoryNet;
+    use crate::registry::test_net::{Captured, MemoryNet, TraceCapture};
     use crate::registry::{
         InstanceSpec, REGISTRY_PORT, RegistrationConfig, RegistryConfig, run_registration,
         run_registry,
     };
-
-    /// One captured event: its `event` name and its other fields, in order.
-    #[derive(Clone, Debug, PartialEq, Eq)]
-    struct Captured {
-        name: String,
-        fields: Vec<(String, String)>,
-    }
-
-    impl Captured {
-        fn field(&self, name: &str) -> Option<&str> {
-            self.fields
-                .iter()
-                .find(|(key, _)| key == name)
-                .map(|(_, value)| value.as_str())
-        }
-    }
-
-    #[derive(Default)]
-    struct FieldsVisitor(Vec<(String, String)>);
-
-    impl Visit for FieldsVisitor {
-        fn record_str(&mut self, field: &Field, value: &str) {
-            self.0.push((field.name().to_owned(), value.to_owned()));
-        }
-
-        fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-            self.0.push((field.name().to_owned(), format!("{value:?}")));
-        }
-    }
-
-    /// Keeps every event that has an `event` field, as `sim`'s trace does.
-    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<Captured>>>);
-
-    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
-        fn on_event(&self, event: &tracing::Event<'_>, _context: Context<'_, S>) {
-            let mut visitor = FieldsVisitor::default();
-            event.record(&mut visitor);
-            let mut fields = visitor.0;
-            let Some(position) = fields.iter().position(|(key, _)| key == "event") else {
-                return;
-            };
-            let (_, name) = fields.remove(position);
-            self.0
-                .lock()
-                .expect("one thread")
-                .push(Captured { name, fields });
-        }
-    }
 
     const ORDERS_PORT: u16 = 7000;
 
@@ -450,9 +399,7 @@ mod tests {
     /// and answers `/orders/slow` after 5 s, and the gateway. Runs a fixed client script and
     /// returns the trace and the client's (status, simulated ms) per request.
     async fn run_cell(seed: u64) -> (Vec<Captured>, Vec<(u16, u128)>) {
-        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let subscriber = tracing_subscriber::registry().with(Capture(events.clone()));
-        let _guard = tracing::subscriber::set_default(subscriber);
+        let capture = TraceCapture::start();
 
         let net = MemoryNet::new("registry");
         let registry = run_registry(net.clone(), RegistryConfig::default());
@@ -532,9 +479,7 @@ mod tests {
             _ = gateway => unreachable!(),
             results = client => results,
         };
-        drop(_guard);
-        let events = events.lock().expect("one thread").clone();
-        (events, results)
+        (capture.events(), results)
     }
 
     #[tokio::test(start_paused = true)]

@@ -121,7 +121,7 @@ pub async fn serve_registry<T: Transport>(
 mod tests {
     use std::time::Duration;
 
-    use super::test_net::MemoryNet;
+    use super::test_net::{MemoryNet, TraceCapture};
     use super::*;
 
     fn spec(id: &str) -> InstanceSpec {
@@ -153,7 +153,9 @@ mod tests {
         // discovered and stays so while it heartbeats (TTL 300 ms, heartbeats every 100 ms);
         // when its heartbeats stop it disappears within its TTL (SR1, SR2, cache bounded by
         // the TTL); after a registry restart the agent re-registers by itself. Method: an
-        // in-memory network on tokio's paused clock; two instances, one of which is stopped.
+        // in-memory network on tokio's paused clock; two instances, one of which is stopped;
+        // the trace is judged as SR1 and SR2 will judge it.
+        let capture = TraceCapture::start();
         let net = MemoryNet::new("registry");
         let config = RegistryConfig {
             reap_interval: Duration::from_millis(500),
@@ -216,6 +218,32 @@ mod tests {
             _ = registry => unreachable!(),
             _ = stays.as_mut() => unreachable!(),
             () = checks => {}
+        }
+
+        let events = capture.events();
+        let critical: Vec<_> = events
+            .iter()
+            .filter(|event| event.name == "instance_critical")
+            .collect();
+        assert_eq!(
+            critical.len(),
+            1,
+            "only orders-2 went critical: {critical:?}"
+        );
+        let field_ms = |name| -> u128 { critical[0].field(name).unwrap().parse().unwrap() };
+        assert_eq!(critical[0].field("instance"), Some("orders-2"));
+        assert_eq!(
+            critical[0].at_ms,
+            field_ms("last_pass_ms") + field_ms("ttl_ms"),
+            "SR1: reported at the TTL's end, not a tick later"
+        );
+        for discovery in events.iter().filter(|event| event.name == "discovery") {
+            if discovery.at_ms >= critical[0].at_ms {
+                assert!(
+                    !discovery.field("instances").unwrap().contains("orders-2"),
+                    "SR2: {discovery:?}"
+                );
+            }
         }
     }
 }

@@ -1,17 +1,25 @@
-//! An in-memory `Transport` for runtime tests on tokio's paused clock (test builds only).
+//! Test support (test builds only): an in-memory `Transport` for runtime tests on tokio's paused
+//! clock, and a trace capture that records events as `sim`'s trace does.
 //!
 //! Owns `MemoryNet`: hosts are names, a connection is a `tokio::io::duplex` pair handed to the
 //! listener bound at `host:port`. Nothing touches the OS, so a test on a paused clock advances
 //! time only when every future waits, exactly as simulated time does, and stays deterministic.
 //! It does not simulate faults beyond "nobody listens" (connect is refused) and slow handlers.
+//! `TraceCapture` keeps every event with an `event` field, its other fields and the tokio time it
+//! happened at, while it is the thread's default subscriber.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::io;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::DuplexStream;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context, SubscriberExt};
 
 use crate::transport::{Listener, Transport};
 
@@ -87,5 +95,85 @@ impl Transport for MemoryNet {
         let (client, server) = tokio::io::duplex(PIPE_BYTES);
         sender.send(server).map_err(|_| refused())?;
         Ok(client)
+    }
+}
+
+/// One captured event: its `event` name, its other fields in order, and when (ms since the
+/// capture started, tokio time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Captured {
+    pub(crate) name: String,
+    pub(crate) fields: Vec<(String, String)>,
+    pub(crate) at_ms: u128,
+}
+
+impl Captured {
+    pub(crate) fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+#[derive(Default)]
+struct FieldsVisitor(Vec<(String, String)>);
+
+impl Visit for FieldsVisitor {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.push((field.name().to_owned(), value.to_owned()));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0.push((field.name().to_owned(), format!("{value:?}")));
+    }
+}
+
+/// A tracing layer (subscribers must be `Send + Sync`, hence the mutex; one thread uses it).
+struct CaptureLayer {
+    events: Arc<Mutex<Vec<Captured>>>,
+    start: Instant,
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CaptureLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _context: Context<'_, S>) {
+        let mut visitor = FieldsVisitor::default();
+        event.record(&mut visitor);
+        let mut fields = visitor.0;
+        let Some(position) = fields.iter().position(|(key, _)| key == "event") else {
+            return;
+        };
+        let (_, name) = fields.remove(position);
+        self.events.lock().expect("one thread").push(Captured {
+            name,
+            fields,
+            at_ms: self.start.elapsed().as_millis(),
+        });
+    }
+}
+
+/// Captures this thread's events until dropped.
+pub(crate) struct TraceCapture {
+    events: Arc<Mutex<Vec<Captured>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl TraceCapture {
+    pub(crate) fn start() -> TraceCapture {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let layer = CaptureLayer {
+            events: events.clone(),
+            start: Instant::now(),
+        };
+        let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+        TraceCapture {
+            events,
+            _guard: guard,
+        }
+    }
+
+    /// Everything captured so far.
+    pub(crate) fn events(&self) -> Vec<Captured> {
+        self.events.lock().expect("one thread").clone()
     }
 }
