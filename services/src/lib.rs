@@ -28,7 +28,6 @@ pub mod fieldbus;
 pub mod framing;
 pub mod gateway;
 pub mod motion;
-
 pub mod registry;
 pub mod resilience;
 pub mod retry;
