@@ -38,7 +38,7 @@ use tokio::time::Instant;
 use crate::motion::{
     AbortReason, AxisName, MOTION_PORT, MotionRequest, MotionResponse, RejectReason,
 };
-use crate::retry::{GiveUp, RetryPolicy, RetrySchedule};
+use crate::resilience::retry::{GiveUp, RetryPolicy, RetrySchedule};
 use crate::rpc::{RpcClient, RpcError};
 use crate::transport::Transport;
 

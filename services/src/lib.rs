@@ -26,7 +26,10 @@
 pub mod client;
 pub mod fieldbus;
 pub mod framing;
+pub mod gateway;
 pub mod motion;
+pub mod registry;
+pub mod resilience;
 pub mod retry;
 pub mod rpc;
 pub mod storage;

@@ -7,6 +7,11 @@
 //! and the deadlines generous; what is asserted (outcomes, tokens, positions) does not depend on
 //! timing.
 
+// Suites of other services, one file each, in this one test binary (STYLE.md: one
+// integration-test binary per crate).
+#[path = "suites/gateway.rs"]
+mod gateway;
+
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::path::PathBuf;
