@@ -69,6 +69,16 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
     pub chaos: Option<Chaos>,
     pub expect: Expect,
+    /// TEST ONLY: planted bugs (`[planted]`); all off in any real scenario.
+    pub planted: Planted,
+}
+
+/// `[planted]` resolved: TEST ONLY switches that plant known bugs, so that tests can show the
+/// oracles catching them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Planted {
+    /// The motion service skips the fencing-token check on moves.
+    pub motion_skips_fencing: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -337,6 +347,9 @@ impl Checker<'_> {
                 oracles: file.expect.oracles.as_ref().map(|o| o.get_ref().clone()),
                 failing: file.expect.failing.clone(),
                 moves_completed_min: file.expect.moves_completed_min,
+            },
+            planted: Planted {
+                motion_skips_fencing: file.planted.motion_skips_fencing,
             },
         };
         for (i, axis) in scenario.axes.iter().enumerate() {
@@ -998,6 +1011,7 @@ impl Checker<'_> {
             rates_per_min: rates,
             fault_s_mean: c.fault_s_mean,
             fault_s_max: c.fault_s_max,
+            swarm: c.swarm,
         })
     }
 }
