@@ -596,11 +596,23 @@ fn bench_command(path: &Path, seeds: std::ops::Range<u64>) -> Result<ExitCode> {
     let mut rates = Vec::new();
     for jobs in [1, 2] {
         let started = wall_clock();
+        let cpu_before = sim::sweep::process_cpu_s();
         sim::sweep::sweep(&scenarios, seeds.clone(), None, options(jobs))
             .map_err(|e| UsageError(e.to_string()))?;
         let wall_s = started.elapsed().as_secs_f64();
         let rate = count as f64 / wall_s;
-        println!("--jobs {jobs}: {count} seeds in {wall_s:.2} s, {rate:.2} seeds/s");
+        // CPU time over wall time: the cores this measurement really had. On a shared machine
+        // it falls below --jobs, and the speed-up with it.
+        let cores = match (cpu_before, sim::sweep::process_cpu_s()) {
+            (Some(before), Some(after)) => format!(
+                ", {:.2} s CPU: {:.2} cores busy, {:.2} seeds per CPU-second",
+                after - before,
+                (after - before) / wall_s,
+                count as f64 / (after - before).max(1e-9)
+            ),
+            _ => String::new(),
+        };
+        println!("--jobs {jobs}: {count} seeds in {wall_s:.2} s, {rate:.2} seeds/s{cores}");
         rates.push(rate);
     }
     println!(

@@ -293,9 +293,9 @@ pub fn plan(
             )));
         }
     }
-    let seed_count = seeds.end - seeds.start;
+    let seed_count = (seeds.end - seeds.start).div_ceil(shard.map_or(1, |s| s.count));
     let runs = seed_count.saturating_mul(scenarios.len() as u64);
-    if runs > SWEEP_RUN_COUNT_MAX * shard.map_or(1, |s| s.count) {
+    if runs > SWEEP_RUN_COUNT_MAX {
         return Err(SweepError::Plan(format!(
             "{runs} runs in one sweep process; the limit is {SWEEP_RUN_COUNT_MAX}: split it with --shard"
         )));
@@ -641,6 +641,21 @@ pub fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU time this process has used, user plus system, in seconds (`/proc/self/stat`, in
+/// USER_HZ ticks of 10 ms, the value on every mainstream Linux architecture), where the OS
+/// reports it. With the wall time it shows how many cores a measurement really had.
+pub fn process_cpu_s() -> Option<f64> {
+    const USER_HZ: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name in parentheses (which may contain spaces); utime and
+    // stime are fields 14 and 15 of the whole line, 12th and 13th after the name.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / USER_HZ)
 }
 
 #[cfg(test)]

@@ -166,6 +166,23 @@ fn sweep_finds_the_planted_bug_and_the_shrinker_cuts_it_to_a_deterministic_repro
     }
     assert_eq!(hashes[0], hashes[1]);
     assert_eq!(hashes[0], report.trace_hash);
+
+    // A passing seed has nothing to shrink: a usage error, not an empty file.
+    let passing = with_bug
+        .iter()
+        .find(|r| r.passed())
+        .expect("a passing seed");
+    let out = sim(&[
+        "shrink",
+        PLANTED,
+        "--seed",
+        &passing.seed.to_string(),
+        "--out",
+        dir.join("nothing.toml").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to shrink"));
+    assert!(!dir.join("nothing.toml").exists());
 }
 
 #[test]
