@@ -329,12 +329,12 @@ pub fn sweep(
     );
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} seeds, {per_sec}, {msg}",
+            "{elapsed_precise} [{bar:30}] {pos}/{len} seeds, {msg}",
         )
         .expect("a valid progress template")
         .progress_chars("=> "),
     );
-    bar.set_message("0 failed");
+    bar.set_message("0.0 seeds/s, 0 failed");
     let mut failed = 0u64;
     let outputs = parallel_map(
         &jobs,
@@ -343,9 +343,9 @@ pub fn sweep(
         |(result, _)| {
             if !result.passed() {
                 failed += 1;
-                bar.set_message(format!("{failed} failed"));
             }
             bar.inc(1);
+            bar.set_message(format!("{:.1} seeds/s, {failed} failed", bar.per_sec()));
         },
     );
     bar.finish_and_clear();
