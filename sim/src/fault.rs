@@ -197,6 +197,9 @@ pub struct Chaos {
     pub rates_per_min: Vec<(String, f64)>,
     pub fault_s_mean: f64,
     pub fault_s_max: f64,
+    /// Swarm testing: the seed first draws which kinds are on and at what rates, the rates above
+    /// being maxima (`crate::swarm`).
+    pub swarm: bool,
 }
 
 /// What chaos may aim at: the cell's service hosts, the host pairs that have links, the axes.
@@ -375,6 +378,7 @@ mod tests {
             rates_per_min: rates.iter().map(|(k, r)| ((*k).to_owned(), *r)).collect(),
             fault_s_mean: 1.0,
             fault_s_max: 5.0,
+            swarm: false,
         }
     }
 

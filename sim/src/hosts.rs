@@ -36,7 +36,7 @@ pub(crate) fn register_motion(
     let mut config = MotionConfig::new(axes);
     config.control_period = first.control_period;
     config.in_position_tolerance_rad = first.tolerance_rad;
-
+    config.skip_fencing_check = scenario.planted.motion_skips_fencing;
     let config = Rc::new(config);
     let links = Rc::new(links);
     sim.host(name, move || {

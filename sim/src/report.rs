@@ -30,6 +30,9 @@ pub struct Report {
     pub trace_events: usize,
     pub oracles: Vec<OracleReport>,
     pub faults: Vec<Fault>,
+    /// With `[chaos] swarm = true`: the kinds and rates this seed drew (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<crate::swarm::SwarmConfig>,
     pub moves: MoveCounts,
     pub axes: Vec<AxisReport>,
 }

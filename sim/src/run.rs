@@ -77,8 +77,9 @@ pub fn check_expectations(scenario: &Scenario) -> Result<(), String> {
 pub fn schedule(scenario: &Scenario, seed: u64) -> Vec<Fault> {
     let mut faults = scenario.faults.clone();
     if let Some(chaos) = &scenario.chaos {
+        let chaos = crate::swarm::effective_chaos(chaos, seed);
         faults.extend(draw_chaos(
-            chaos,
+            &chaos,
             &scenario.chaos_targets(),
             &mut Seed(seed).rng(Stream::Chaos),
         ));
@@ -99,9 +100,27 @@ pub fn run_with_schedule(
     schedule: Vec<Fault>,
     options: RunOptions,
 ) -> RunOutput {
-    let first = run_once(scenario, seed, schedule.clone(), options.record_series);
+    run_observed(scenario, seed, schedule, options, None)
+}
+
+/// [`run_with_schedule`] with `extra` watching the (first) run beside the oracles, as a sweep's
+/// coverage counter does: it sees what they see, and cannot change the run.
+pub fn run_observed(
+    scenario: &Scenario,
+    seed: u64,
+    schedule: Vec<Fault>,
+    options: RunOptions,
+    extra: Option<&mut dyn Observer>,
+) -> RunOutput {
+    let first = run_once(
+        scenario,
+        seed,
+        schedule.clone(),
+        options.record_series,
+        extra,
+    );
     let determinism = options.check_determinism.then(|| {
-        let second = run_once(scenario, seed, schedule.clone(), false);
+        let second = run_once(scenario, seed, schedule.clone(), false, None);
         first_divergence(&first.trace, &second.trace)
     });
     let mut oracles: Vec<(String, String, Option<Violation>)> = first.verdicts;
@@ -141,6 +160,10 @@ pub fn run_with_schedule(
         trace_events: first.trace.events().len(),
         oracles: oracle_reports,
         faults: schedule.clone(),
+        swarm: scenario
+            .chaos
+            .as_ref()
+            .and_then(|chaos| crate::swarm::for_seed(chaos, seed)),
         moves: first.stats.moves(),
         axes: first.axes,
     };
@@ -189,13 +212,20 @@ struct Once {
     axes: Vec<AxisReport>,
 }
 
-fn run_once(scenario: &Scenario, seed: u64, schedule: Vec<Fault>, record_series: bool) -> Once {
+fn run_once(
+    scenario: &Scenario,
+    seed: u64,
+    schedule: Vec<Fault>,
+    record_series: bool,
+    extra: Option<&mut dyn Observer>,
+) -> Once {
     let shared = Arc::new(Mutex::new(Trace::default()));
     let _guard = tracing::subscriber::set_default(TraceSubscriber::new(shared.clone()));
 
     let mut observer = Observers {
         oracles: oracle::for_scenario(scenario),
         stats: Statistics::new(scenario, record_series),
+        extra,
     };
     let mut world = World::new(scenario, Seed(seed), schedule, shared.clone());
     world.run(&mut observer);
@@ -224,19 +254,26 @@ fn run_once(scenario: &Scenario, seed: u64, schedule: Vec<Fault>, record_series:
     }
 }
 
-struct Observers {
+struct Observers<'x> {
     oracles: Vec<Box<dyn Oracle>>,
     stats: Statistics,
+    extra: Option<&'x mut dyn Observer>,
 }
 
-impl Observer for Observers {
+impl Observer for Observers<'_> {
     fn on_event(&mut self, event: &TraceEvent) {
         self.oracles.iter_mut().for_each(|o| o.on_event(event));
         self.stats.on_event(event);
+        if let Some(extra) = self.extra.as_mut() {
+            extra.on_event(event);
+        }
     }
     fn on_sample(&mut self, sample: &AxisSample<'_>) {
         self.oracles.iter_mut().for_each(|o| o.on_sample(sample));
         self.stats.on_sample(sample);
+        if let Some(extra) = self.extra.as_mut() {
+            extra.on_sample(sample);
+        }
     }
 }
 

@@ -14,6 +14,8 @@ pub enum Stream {
     Turmoil,
     /// The fault schedule drawn from `[chaos]`.
     Chaos,
+    /// Swarm testing: which chaos kinds are on, and their rates (`crate::swarm`).
+    Swarm,
     /// Sensor noise of axis `k`.
     PlantNoise(u32),
     /// Loss and corruption on the fieldbus of axis `k`.
@@ -29,6 +31,7 @@ impl Stream {
         match self {
             Stream::Turmoil => 1,
             Stream::Chaos => 2,
+            Stream::Swarm => 3,
             Stream::PlantNoise(k) => indexed(1, k),
             Stream::Fieldbus(k) => indexed(2, k),
             Stream::Client(k) => indexed(3, k),
@@ -64,6 +67,7 @@ mod tests {
         let streams = [
             Stream::Turmoil,
             Stream::Chaos,
+            Stream::Swarm,
             Stream::PlantNoise(0),
             Stream::PlantNoise(1),
             Stream::Fieldbus(0),

@@ -6,9 +6,10 @@
 //! nothing, and it judges the plant's ground truth, never a sensor. Each has a stable id, used by
 //! scenarios' `[expect]` and in reports, and a one-line statement of what it checks.
 //!
-//! Families live one per file: `physics.rs` (PH*), `liveness.rs` (LV*); the determinism oracle
+//! Families live one per file: `physics.rs` (PH*), `liveness.rs` (LV*), `lease.rs` (SG4); the determinism oracle
 //! (DT1) compares two whole runs and so lives with the runner (`run.rs`).
 
+pub mod lease;
 pub mod liveness;
 pub mod physics;
 
@@ -58,6 +59,7 @@ pub trait Oracle {
 pub fn for_scenario(scenario: &Scenario) -> Vec<Box<dyn Oracle>> {
     let mut oracles = physics::for_scenario(scenario);
     oracles.extend(liveness::for_scenario(scenario));
+    oracles.extend(lease::for_scenario(scenario));
     oracles
 }
 

@@ -34,7 +34,7 @@ pub(crate) struct ScenarioFile {
     pub(crate) chaos: Option<Spanned<ChaosFile>>,
     #[serde(default)]
     pub(crate) expect: ExpectFile,
-    /// Test-only switches that plant bugs, so tests can show the oracles catch them.
+    /// TEST ONLY: switches that plant known bugs in the cell (see [`PlantedFile`]).
     #[serde(default)]
     pub(crate) planted: PlantedFile,
     /// What only a bench rig has (servo IDs, bus watchdog): read by `hil run`, and ignored by
@@ -334,6 +334,10 @@ pub(crate) struct ChaosFile {
     pub(crate) fault_s_mean: f64,
     #[serde(default = "ChaosFile::default_fault_s_max")]
     pub(crate) fault_s_max: f64,
+    /// Swarm testing: the seed also draws which kinds are on and their rates (`per_min` are
+    /// then the maxima); see `sim/src/swarm.rs`.
+    #[serde(default)]
+    pub(crate) swarm: bool,
 }
 
 impl ChaosFile {
@@ -359,11 +363,16 @@ pub(crate) struct ExpectFile {
     pub(crate) moves_completed_min: u32,
 }
 
-/// `[planted]`: bugs planted on purpose, for showing that an oracle catches them. A real
-/// scenario never sets any of these.
-#[derive(Debug, Default, Clone, Deserialize)]
+/// `[planted]`: TEST ONLY. Each switch plants a known bug in the cell, so that a test can show an
+/// oracle catching it (and a sweep finding it, and the shrinker cutting it down). A real scenario
+/// never sets one.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PlantedFile {
+    /// The motion service accepts moves whatever their fencing token (stale, never issued, or
+    /// with no live lease): `services::motion::MotionConfig::skip_fencing_check`.
+    #[serde(default)]
+    pub(crate) motion_skips_fencing: bool,
     /// The drive firmware never trips its command watchdog (PH4 must catch it).
     #[serde(default)]
     pub(crate) drive_ignores_watchdog: bool,

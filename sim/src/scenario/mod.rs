@@ -69,14 +69,19 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
     pub chaos: Option<Chaos>,
     pub expect: Expect,
-    /// Test-only planted bugs (`[planted]`); all off in a real scenario.
+    /// TEST ONLY: planted bugs (`[planted]`); all off in any real scenario.
     pub planted: Planted,
 }
 
-/// Bugs a test plants on purpose to show that an oracle catches them.
+/// `[planted]` resolved: TEST ONLY switches that plant known bugs, so that tests can show the
+/// oracles catching them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Planted {
+    /// The motion service skips the fencing-token check on moves.
+    pub motion_skips_fencing: bool,
+    /// The drive firmware never trips its command watchdog.
     pub drive_ignores_watchdog: bool,
+    /// The harness records a value that differs between runs.
     pub trace_nondeterministic: bool,
 }
 
@@ -380,6 +385,7 @@ impl Checker<'_> {
                 moves_completed_min: file.expect.moves_completed_min,
             },
             planted: Planted {
+                motion_skips_fencing: file.planted.motion_skips_fencing,
                 drive_ignores_watchdog: file.planted.drive_ignores_watchdog,
                 trace_nondeterministic: file.planted.trace_nondeterministic,
             },
@@ -1088,6 +1094,7 @@ impl Checker<'_> {
             rates_per_min: rates,
             fault_s_mean: c.fault_s_mean,
             fault_s_max: c.fault_s_max,
+            swarm: c.swarm,
         })
     }
 }

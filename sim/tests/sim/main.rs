@@ -1,7 +1,9 @@
 //! sim's integration tests, one binary: every scenario as a snapshot, bad input, planted
-//! violations that the oracles must catch, and the command line's exit codes.
+//! violations that the oracles must catch, the command line's exit codes, and sweeps (shards,
+//! merge, shrinking, determinism across processes).
 
 mod bad_input;
 mod cli;
 mod planted;
 mod scenarios;
+mod sweep;
