@@ -24,10 +24,15 @@
 //!   `FuturesUnordered`, so it runs on a current-thread runtime, a turmoil host, or a test.
 //! - Every queue, table, frame and retry loop has a named limit.
 pub mod client;
+pub mod durable_server;
 pub mod fieldbus;
 pub mod framing;
+pub mod journal;
 pub mod motion;
+pub mod record_log;
 pub mod retry;
 pub mod rpc;
 pub mod storage;
+#[cfg(test)]
+mod testing;
 pub mod transport;
