@@ -27,6 +27,7 @@ pub mod client;
 pub mod durable_server;
 pub mod fieldbus;
 pub mod framing;
+pub mod inventory;
 pub mod journal;
 pub mod motion;
 pub mod record_log;
