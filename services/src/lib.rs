@@ -23,6 +23,7 @@
 //! - No spawned tasks: every shell is one task multiplexing with `select!` (`biased;`) and
 //!   `FuturesUnordered`, so it runs on a current-thread runtime, a turmoil host, or a test.
 //! - Every queue, table, frame and retry loop has a named limit.
+pub mod bus;
 pub mod client;
 pub mod durable_server;
 pub mod fieldbus;
