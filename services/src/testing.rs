@@ -4,13 +4,13 @@
 //!
 //! Fakes only: nothing here judges; each test states what it checks.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::Once;
 use std::time::Duration;
 
 use tracing::field::{Field, Visit};
@@ -40,16 +40,16 @@ impl TraceEvent {
     }
 }
 
-/// What a `Recorder` collected.
+/// What `record_trace` collected on this thread.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Trace {
-    events: Arc<Mutex<Vec<TraceEvent>>>,
+    events: Rc<RefCell<Vec<TraceEvent>>>,
 }
 
 impl Trace {
     /// Every event recorded so far, in order.
     pub(crate) fn events(&self) -> Vec<TraceEvent> {
-        self.events.lock().expect("test trace lock").clone()
+        self.events.borrow().clone()
     }
 
     /// The events named `name`.
@@ -61,19 +61,44 @@ impl Trace {
     }
 }
 
-/// Starts recording the events of this thread until the guard is dropped.
-pub(crate) fn record_trace() -> (Trace, tracing::subscriber::DefaultGuard) {
-    let trace = Trace::default();
-    let guard = tracing::subscriber::set_default(Recorder {
-        trace: trace.clone(),
-    });
-    (trace, guard)
+thread_local! {
+    /// Where this thread's events go while a test records them.
+    static RECORDING: RefCell<Option<Trace>> = const { RefCell::new(None) };
 }
 
-/// A minimal `tracing` subscriber that keeps events with an `event` field.
-struct Recorder {
-    trace: Trace,
+/// Ends the recording of this thread when dropped.
+#[derive(Debug)]
+pub(crate) struct RecordingGuard(());
+
+impl Drop for RecordingGuard {
+    fn drop(&mut self) {
+        RECORDING.with(|recording| recording.borrow_mut().take());
+    }
 }
+
+/// Starts recording the events of this thread until the guard is dropped.
+///
+/// One global subscriber (installed once) hands each event to the recording of the thread that
+/// emitted it. Thread-local *dispatchers* (`tracing::subscriber::set_default`) would be simpler,
+/// but tests run on parallel threads, and `tracing` caches each callsite's interest globally:
+/// a callsite first hit on a thread without a recorder, while another thread installs one, can
+/// stay cached as "never" and silently drop that test's events.
+pub(crate) fn record_trace() -> (Trace, RecordingGuard) {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        tracing::subscriber::set_global_default(Recorder)
+            .expect("no other global subscriber in the services tests");
+    });
+    let trace = Trace::default();
+    RECORDING.with(|recording| {
+        let previous = recording.borrow_mut().replace(trace.clone());
+        assert!(previous.is_none(), "one recording per thread at a time");
+    });
+    (trace, RecordingGuard(()))
+}
+
+/// The global subscriber: keeps events with an `event` field, for the thread's recording.
+struct Recorder;
 
 #[derive(Default)]
 struct FieldText {
@@ -111,18 +136,20 @@ impl tracing::Subscriber for Recorder {
     fn record_follows_from(&self, _span: &span::Id, _follows: &span::Id) {}
 
     fn event(&self, event: &tracing::Event<'_>) {
-        let mut text = FieldText::default();
-        event.record(&mut text);
-        if let Some(name) = text.name {
-            self.trace
-                .events
-                .lock()
-                .expect("test trace lock")
-                .push(TraceEvent {
+        RECORDING.with(|recording| {
+            let recording = recording.borrow();
+            let Some(trace) = recording.as_ref() else {
+                return;
+            };
+            let mut text = FieldText::default();
+            event.record(&mut text);
+            if let Some(name) = text.name {
+                trace.events.borrow_mut().push(TraceEvent {
                     name,
                     fields: text.fields,
                 });
-        }
+            }
+        });
     }
 
     fn enter(&self, _span: &span::Id) {}
