@@ -31,6 +31,7 @@ pub mod framing;
 pub mod inventory;
 pub mod journal;
 pub mod motion;
+pub mod orders;
 pub mod record_log;
 pub mod retry;
 pub mod rpc;

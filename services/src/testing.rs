@@ -210,3 +210,128 @@ impl Transport for PortReporting {
         TokioTransport::loopback().connect(host, port).await
     }
 }
+
+/// The plant of the test axis: a rigid inertia with viscous friction.
+pub(crate) fn test_plant() -> control::PlantConstants {
+    control::PlantConstants {
+        inertia_kg_m2: 0.01,
+        torque_constant_nm_per_a: 1.8,
+        viscous_nm_s_per_rad: 0.01,
+        coulomb_nm: 0.0,
+        current_a_max: 2.3,
+    }
+}
+
+/// A motion configuration with one axis per name, soft limits ±3 rad, on port 0.
+pub(crate) fn test_motion_config(axes: &[&str]) -> crate::motion::MotionConfig {
+    let limits = control::TrajectoryLimits {
+        velocity_rad_per_s_max: 2.0,
+        acceleration_rad_per_s2_max: 20.0,
+        jerk_rad_per_s3_max: 400.0,
+    };
+    let axis = control::AxisConfig::from_plant(test_plant(), 20.0, limits, -3.0, 3.0);
+    let axes = axes
+        .iter()
+        .map(|name| (crate::motion::AxisName::new(*name), axis))
+        .collect();
+    let mut config = crate::motion::MotionConfig::new(axes);
+    config.port = 0;
+    config
+}
+
+/// A drive behind a `DriveLink`: the test plant integrated on tokio time (wall clock in these
+/// tests). The same fake as `tests/services.rs`'s, which an integration test cannot share.
+#[derive(Clone, Debug)]
+pub(crate) struct RigidDrive(Rc<RefCell<RigidAxis>>);
+
+#[derive(Debug)]
+pub(crate) struct RigidAxis {
+    position_rad: f64,
+    velocity_rad_per_s: f64,
+    current_a: f64,
+    updated_at: tokio::time::Instant,
+    sequence: u32,
+}
+
+impl RigidDrive {
+    pub(crate) fn new() -> RigidDrive {
+        RigidDrive(Rc::new(RefCell::new(RigidAxis {
+            position_rad: 0.0,
+            velocity_rad_per_s: 0.0,
+            current_a: 0.0,
+            updated_at: tokio::time::Instant::now(),
+            sequence: 0,
+        })))
+    }
+
+    pub(crate) fn position_rad(&self) -> f64 {
+        self.0.borrow().position_rad
+    }
+}
+
+impl RigidAxis {
+    fn advance(&mut self) {
+        const STEP_S: f64 = 1e-4;
+        let now = tokio::time::Instant::now();
+        // A stalled test process must not integrate seconds in one go.
+        let elapsed_s = (now - self.updated_at).as_secs_f64().min(0.05);
+        self.updated_at = now;
+        let plant = test_plant();
+        let steps = (elapsed_s / STEP_S).ceil() as u32;
+        for _ in 0..steps {
+            let h = elapsed_s / f64::from(steps);
+            let torque_nm = plant.torque_constant_nm_per_a * self.current_a
+                - plant.viscous_nm_s_per_rad * self.velocity_rad_per_s;
+            self.velocity_rad_per_s += torque_nm / plant.inertia_kg_m2 * h;
+            self.position_rad += self.velocity_rad_per_s * h;
+        }
+    }
+}
+
+impl crate::fieldbus::DriveLink for RigidDrive {
+    fn send(&mut self, frame: crate::fieldbus::DriveCommandFrame) {
+        let mut axis = self.0.borrow_mut();
+        axis.advance();
+        let limit = test_plant().current_a_max;
+        axis.current_a = if frame.torque_enabled {
+            frame.current_a.clamp(-limit, limit)
+        } else {
+            0.0
+        };
+    }
+
+    fn latest_feedback(&mut self) -> Option<crate::fieldbus::DriveFeedbackFrame> {
+        let mut axis = self.0.borrow_mut();
+        axis.advance();
+        axis.sequence = axis.sequence.wrapping_add(1);
+        Some(crate::fieldbus::DriveFeedbackFrame {
+            sequence: axis.sequence,
+            position_rad: axis.position_rad,
+            velocity_rad_per_s: axis.velocity_rad_per_s,
+            current_a: axis.current_a,
+            winding_temperature_c: 40.0,
+            status: crate::fieldbus::DriveStatus {
+                torque_enabled: axis.current_a != 0.0,
+                watchdog_tripped: false,
+                fault_code: 0,
+            },
+            valid: true,
+        })
+    }
+}
+
+/// Waits (polling every millisecond) until `trace` holds an event named `name` whose fields
+/// include every `(key, value)` of `fields`.
+pub(crate) async fn until_traced(trace: &Trace, name: &str, fields: &[(&str, &str)]) {
+    loop {
+        let found = trace.named(name).iter().any(|event| {
+            fields
+                .iter()
+                .all(|(key, value)| event.field(key) == Some(*value))
+        });
+        if found {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
