@@ -60,8 +60,12 @@ pub struct OrdersConfig {
     pub move_poll_interval: Duration,
     /// The axis lease's lifetime (it must cover a move).
     pub lease_ttl_ms: u32,
-    /// A saga owned by another instance that shows no new event for this long is taken over.
+    /// A saga owned by another instance is taken over once neither the saga nor its owner's
+    /// heartbeat stream showed a new event for this long.
     pub takeover_after: Duration,
+    /// How often this instance appends a heartbeat to its own stream (below
+    /// `takeover_after`, so a live owner is never taken over for waiting on a participant).
+    pub heartbeat_interval: Duration,
     /// Wait before a stopped driver (journal or participant unreachable) starts again.
     pub driver_restart_delay: Duration,
     /// How long a live poll of the journal waits for new saga events.
@@ -74,8 +78,10 @@ impl OrdersConfig {
     /// Defaults: Temporal's activity retry (initial 1 s, coefficient 2, maximum 100 × initial;
     /// unlimited attempts become 100 per round within 10 min) for what must succeed; the same
     /// curve with 10 attempts within 60 s for the compensatable steps; 500 ms per call; moves
-    /// polled every 20 ms; 30 s leases; takeover after 10 s of silence (Temporal's workflow task
-    /// timeout); drivers restart after 1 s; live polls of 1 s; 64 sagas at once. Participants
+    /// polled every 20 ms; 30 s leases (at most motion's `lease_ttl_ms_max`, 60 s by default);
+    /// takeover after 10 s of silence (Temporal's workflow task timeout) with heartbeats every
+    /// 3 s (about a third of it, as Consul's TTL/3); drivers restart after 1 s; live polls of
+    /// 1 s; 64 sagas at once. Participants
     /// at their default ports on hosts `journal`, `inventory`; `motion` maps each axis.
     pub fn new(
         instance: impl Into<String>,
@@ -106,6 +112,7 @@ impl OrdersConfig {
             move_poll_interval: Duration::from_millis(20),
             lease_ttl_ms: 30_000,
             takeover_after: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(3),
             driver_restart_delay: Duration::from_secs(1),
             subscription_wait: Duration::from_secs(1),
             sagas_driven_max: 64,
@@ -130,6 +137,12 @@ impl OrdersConfig {
         assert!(
             !self.takeover_after.is_zero() && !self.driver_restart_delay.is_zero(),
             "takeover_after and driver_restart_delay must be positive"
+        );
+        assert!(
+            !self.heartbeat_interval.is_zero() && self.heartbeat_interval < self.takeover_after,
+            "heartbeat_interval {:?} must be positive and below takeover_after {:?}",
+            self.heartbeat_interval,
+            self.takeover_after
         );
         assert!(
             (1..=SAGAS_DRIVEN_LIMIT).contains(&self.sagas_driven_max),

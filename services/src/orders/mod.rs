@@ -14,10 +14,12 @@
 //!   the event in and trace it. A crash between a participant's effect and the append repeats
 //!   the command after the restart: every participant is idempotent per order id.
 //! - **One owner per saga through expected versions.** The `Started` event names the instance
-//!   that owns the saga; `OwnerChanged` hands it over. Only the owner appends. An instance takes
-//!   over an open saga of another instance after `takeover_after` without a new event in its
-//!   stream, by appending `OwnerChanged` at the head it saw: if the owner appended meanwhile the
-//!   takeover fails, and an owner whose append meets a conflict re-reads the stream, sees the new
+//!   that owns the saga; `OwnerChanged` hands it over. Only the owner appends. Every instance
+//!   appends a heartbeat to its own stream (`saga-owner-<instance>`) every `heartbeat_interval`.
+//!   An instance takes over an open saga of another instance once neither the saga's stream nor
+//!   its owner's heartbeats showed anything for `takeover_after` (so a live owner waiting on a
+//!   participant keeps its sagas), by appending `OwnerChanged` at the head it saw: if the owner
+//!   appended meanwhile the takeover fails, and an owner whose append meets a conflict re-reads the stream, sees the new
 //!   owner, and stops (`saga_ownership_lost`). Participants are idempotent, so a command a
 //!   deposed owner still had in flight does no harm (a lease it took without recording expires
 //!   with its TTL; a reservation it made is released by the compensation, or expires).
@@ -64,7 +66,10 @@ pub use self::protocol::{
     OrderId, OrderRefusal, OrderSpec, OrdersRequest, OrdersResponse, SagaView,
 };
 pub use self::saga::{Action, Command, Phase, Saga, SagaError, SagaEvent, Step, StepOutcome};
-use self::saga::{SAGA_STREAM_PREFIX, order_of_stream, stream_name};
+use self::saga::{
+    SAGA_STREAM_PREFIX, heartbeat_event, heartbeat_stream, instance_of_stream, order_of_stream,
+    stream_name,
+};
 use crate::inventory::protocol::QUANTITY_MAX;
 use crate::journal::{
     CatchUpSubscription, EventData, ExpectedVersion, JournalClient, JournalResponse, RecordedEvent,
@@ -226,6 +231,7 @@ type Handling<S> = LocalBoxFuture<'static, (Responder<S>, OrdersResponse, Option
 
 enum LoopEvent<S> {
     DriverEnded(OrderId, DriveEnd),
+    Beat(Option<Option<u64>>),
     Handled(Responder<S>, OrdersResponse, Option<Saga>),
     Polled(CatchUpSubscription, Result<Vec<RecordedEvent>, RpcError>),
     Due,
@@ -244,6 +250,9 @@ async fn serve<T: Transport>(context: Rc<Context<T>>, listener: T::Listener) {
     let mut handlers: FuturesUnordered<Handling<T::Stream>> = FuturesUnordered::new();
     let subscription = CatchUpSubscription::new(0, SAGA_STREAM_PREFIX, config.subscription_wait);
     let mut poll = Some(poll_journal(context.clone(), subscription, Duration::ZERO));
+    // When each instance last showed life (a heartbeat, or an event of a saga it owns).
+    let mut instances_seen: BTreeMap<String, Duration> = BTreeMap::new();
+    let mut beat = Some(heartbeat(context.clone(), None, Duration::ZERO));
     loop {
         let now = context.now();
         let mut due: Option<Duration> = None;
@@ -265,8 +274,10 @@ async fn serve<T: Transport>(context: Rc<Context<T>>, listener: T::Listener) {
                 continue;
             }
             let claim = saga.owner != me;
-            if claim && now < known.last_seen + config.takeover_after {
-                wake_at(known.last_seen + config.takeover_after);
+            let owner_seen = instances_seen.get(&saga.owner).copied().unwrap_or_default();
+            let silent_since = known.last_seen.max(owner_seen);
+            if claim && now < silent_since + config.takeover_after {
+                wake_at(silent_since + config.takeover_after);
                 continue;
             }
             driving.insert(*order);
@@ -282,6 +293,7 @@ async fn serve<T: Transport>(context: Rc<Context<T>>, listener: T::Listener) {
             Some((responder, response, started)) = handlers.next(), if !handlers.is_empty() => {
                 LoopEvent::Handled(responder, response, started)
             }
+            head = async { beat.as_mut().expect("always beating").await } => LoopEvent::Beat(head),
             (subscription, result) = async { poll.as_mut().expect("always polling").await } => {
                 LoopEvent::Polled(subscription, result)
             }
@@ -315,6 +327,9 @@ async fn serve<T: Transport>(context: Rc<Context<T>>, listener: T::Listener) {
                     }
                 }
             }
+            LoopEvent::Beat(head) => {
+                beat = Some(heartbeat(context.clone(), head, config.heartbeat_interval));
+            }
             LoopEvent::Handled(responder, response, started) => {
                 server.respond(responder, &response);
                 if let Some(saga) = started {
@@ -329,7 +344,7 @@ async fn serve<T: Transport>(context: Rc<Context<T>>, listener: T::Listener) {
                 let delay = match result {
                     Ok(events) => {
                         for event in &events {
-                            project(&mut projection, event, now);
+                            project(&mut projection, &mut instances_seen, event, now);
                         }
                         forget_finished(&mut projection);
                         Duration::ZERO
@@ -377,15 +392,67 @@ fn poll_journal<T: Transport>(
     .boxed_local()
 }
 
+/// Appends this instance's next heartbeat after `delay`. `head` is the heartbeat stream's
+/// last version if known (`Some(None)`: no stream yet); returns the new head, or `None` if the
+/// journal did not take it (the head is read again next time).
+fn heartbeat<T: Transport>(
+    context: Rc<Context<T>>,
+    head: Option<Option<u64>>,
+    delay: Duration,
+) -> LocalBoxFuture<'static, Option<Option<u64>>> {
+    async move {
+        tokio::time::sleep(delay).await;
+        let instance = context.config.instance.as_str();
+        let stream = heartbeat_stream(instance);
+        let head = match head {
+            Some(head) => head,
+            None => context
+                .read(&stream)
+                .await?
+                .last()
+                .map(|event| event.version),
+        };
+        let version = head.map_or(0, |head| head + 1);
+        let expected = head.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+        let once = RetryPolicy {
+            attempts_max: 1,
+            deadline: context.config.heartbeat_interval,
+            ..context.config.forward_retry
+        };
+        let answer = context
+            .append(&stream, expected, heartbeat_event(instance, version), once)
+            .await;
+        match answer {
+            Some(JournalResponse::Appended { .. }) => {
+                tracing::debug!(event = "orders_heartbeat", instance, version);
+                Some(Some(version))
+            }
+            _ => None,
+        }
+    }
+    .boxed_local()
+}
+
 /// Folds one journal event into the projection (idempotent by version: an event already
-/// folded in, e.g. a start this instance inserted itself, is skipped).
-fn project(projection: &mut BTreeMap<OrderId, Known>, event: &RecordedEvent, now: Duration) {
+/// folded in, e.g. a start this instance inserted itself, is skipped), and notes which
+/// instance it shows alive.
+fn project(
+    projection: &mut BTreeMap<OrderId, Known>,
+    instances_seen: &mut BTreeMap<String, Duration>,
+    event: &RecordedEvent,
+    now: Duration,
+) {
+    if let Some(instance) = instance_of_stream(&event.stream) {
+        instances_seen.insert(instance.to_owned(), now);
+        return;
+    }
     let Some(order) = order_of_stream(&event.stream) else {
         return;
     };
     let decoded = SagaEvent::from_recorded(event);
     match (projection.get_mut(&order), decoded) {
         (None, Ok(SagaEvent::Started { order: spec, owner })) if event.version == 0 => {
+            instances_seen.insert(owner.clone(), now);
             let (saga, _) = Saga::start(spec, owner);
             projection.insert(
                 order,
@@ -403,7 +470,11 @@ fn project(projection: &mut BTreeMap<OrderId, Known>, event: &RecordedEvent, now
                 known.last_seen = now;
                 if event.version != saga.version + 1 || saga.apply(&saga_event).is_err() {
                     known.state = KnownState::Invalid;
-                } else if saga.is_finished() {
+                    return;
+                }
+                // Only the owner appends: the event shows it alive.
+                instances_seen.insert(saga.owner.clone(), now);
+                if saga.is_finished() {
                     known.state = KnownState::Finished;
                 }
             }

@@ -165,6 +165,35 @@ pub fn event_id(order: OrderId, version: u64, instance: u16, data: &[u8]) -> Eve
     EventId(high | u128::from(low))
 }
 
+/// Prefix of an orders instance's heartbeat stream; the rest is the instance name. It starts
+/// with `SAGA_STREAM_PREFIX`, so one subscription follows sagas and heartbeats.
+pub const HEARTBEAT_STREAM_PREFIX: &str = "saga-owner-";
+
+/// The heartbeat stream of an orders instance.
+pub fn heartbeat_stream(instance: &str) -> StreamName {
+    StreamName::new(format!("{HEARTBEAT_STREAM_PREFIX}{instance}"))
+}
+
+/// The instance of a heartbeat stream's name, if it is one.
+pub fn instance_of_stream(stream: &StreamName) -> Option<&str> {
+    stream.as_str().strip_prefix(HEARTBEAT_STREAM_PREFIX)
+}
+
+/// The event of an instance's `version`-th heartbeat: its id depends on the instance and the
+/// version only, so a re-send is a duplicate and a restarted instance continues the stream.
+pub fn heartbeat_event(instance: &str, version: u64) -> EventData {
+    let mut digest = EVENT_ID_CHECKSUM.digest();
+    digest.update(instance.as_bytes());
+    // The instance's checksum in the high bits: no saga event id (order id there) is one unless
+    // an order id equals it, which the journal would refuse as a reused id, never merge.
+    let high = u128::from(digest.finalize()) << 64;
+    EventData {
+        id: EventId(high | u128::from(version)),
+        kind: "instance_heartbeat".to_owned(),
+        data: Vec::new(),
+    }
+}
+
 /// The stream of an order's saga.
 pub fn stream_name(order: OrderId) -> StreamName {
     StreamName::new(format!("{SAGA_STREAM_PREFIX}{}", order.0))

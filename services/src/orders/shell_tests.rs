@@ -5,7 +5,10 @@
 //! are short, deadlines generous, and what is asserted (outcomes, counts, stock) does not
 //! depend on timing.
 
+use std::cell::Cell;
 use std::future::Future;
+use std::io;
+use std::rc::Rc;
 use std::time::Duration;
 
 use rand_chacha::ChaCha8Rng;
@@ -23,7 +26,7 @@ use crate::storage::TokioStorage;
 use crate::testing::{
     PortReporting, RigidDrive, TempRoot, Trace, record_trace, test_motion_config, until_traced,
 };
-use crate::transport::TokioTransport;
+use crate::transport::{TokioListener, TokioTransport, Transport};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -123,6 +126,7 @@ fn orders_config(instance: &str, index: u16, ports: Ports) -> OrdersConfig {
     };
     config.lease_ttl_ms = 5_000;
     config.takeover_after = Duration::from_millis(500);
+    config.heartbeat_interval = Duration::from_millis(150);
     config.driver_restart_delay = Duration::from_millis(100);
     config.subscription_wait = Duration::from_millis(200);
     config
@@ -442,4 +446,99 @@ async fn another_instance_takes_over_the_saga_of_a_dead_one() {
     let completed = trace.named("saga_completed");
     assert_eq!(completed.len(), 1);
     assert_eq!(completed[0].field("instance"), Some("orders-2"));
+}
+
+/// Loopback transport whose connections to one port can be cut: a partition from one service.
+#[derive(Clone, Debug, Default)]
+struct Cuttable {
+    inner: PortReporting,
+    cut: Rc<Cell<Option<u16>>>,
+}
+
+impl Transport for Cuttable {
+    type Stream = tokio::net::TcpStream;
+    type Listener = TokioListener;
+
+    async fn bind(&self, port: u16) -> io::Result<TokioListener> {
+        self.inner.bind(port).await
+    }
+
+    async fn connect(&self, host: &str, port: u16) -> io::Result<tokio::net::TcpStream> {
+        if self.cut.get() == Some(port) {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                "cut by the test",
+            ));
+        }
+        self.inner.connect(host, port).await
+    }
+}
+
+#[tokio::test]
+async fn a_live_owner_that_was_taken_over_stops_at_its_next_append() {
+    // Goal: one owner at a time while both instances live: an owner cut off from the journal
+    // (no heartbeats, no appends) loses its saga to the other instance; when the cut heals,
+    // its next append meets the new head, it re-reads the stream, sees the new owner and stops
+    // (saga_ownership_lost); after the claim only the new owner records steps, and the saga
+    // completes once. Method: orders-1 places an order; once its reserve is recorded, cut
+    // orders-1 from the journal; wait for orders-2's claim; heal; wait for the end.
+    let (trace, _guard) = record_trace();
+    let cell = TestCell::new("orders-deposed", 5);
+    cell.run(async {
+        let ports = cell.ports().await;
+        let first = Cuttable::default();
+        let second = PortReporting::default();
+        let both = async {
+            tokio::select! {
+                biased;
+                result = run_orders(first.clone(), orders_config("orders-1", 1, ports), ChaCha8Rng::seed_from_u64(6)) => result,
+                result = run_orders(second.clone(), orders_config("orders-2", 2, ports), ChaCha8Rng::seed_from_u64(7)) => result,
+            }
+        };
+        let client = async {
+            let port = first.inner.port().await;
+            let survivor = second.port().await;
+            assert_eq!(
+                call(port, &OrdersRequest::PlaceOrder(spec(30, 1, 0.8))).await,
+                OrdersResponse::Accepted { duplicate: false }
+            );
+            until_traced(&trace, "saga_step", &[("order", "30"), ("step", "reserve_part")]).await;
+            first.cut.set(Some(ports.journal));
+            until_traced(&trace, "saga_owner_claimed", &[("order", "30")]).await;
+            first.cut.set(None);
+            let view = until_terminal(survivor, 30).await;
+            assert_eq!((view.phase.as_str(), view.owner.as_str()), ("completed", "orders-2"));
+            until_traced(&trace, "saga_ownership_lost", &[("order", "30")]).await;
+        };
+        tokio::select! {
+            biased;
+            result = both => panic!("orders stopped: {result:?}"),
+            () = client => {}
+        }
+    })
+    .await;
+    let lost = trace.named("saga_ownership_lost");
+    assert_eq!(lost.len(), 1);
+    assert_eq!(
+        (lost[0].field("instance"), lost[0].field("owner")),
+        (Some("orders-1"), Some("orders-2"))
+    );
+    // Every step orders-1 recorded precedes the claim; every later one is orders-2's.
+    let mut claimed = false;
+    for event in trace.events() {
+        if event.field("order") != Some("30") {
+            continue;
+        }
+        match event.name.as_str() {
+            "saga_owner_claimed" => claimed = true,
+            "saga_step" | "saga_completed" => {
+                let expected = if claimed { "orders-2" } else { "orders-1" };
+                assert_eq!(event.field("instance"), Some(expected), "{event:?}");
+            }
+            _ => {}
+        }
+    }
+    assert!(claimed);
+    assert_eq!(moves_accepted(&trace, 30), 1);
+    assert_eq!(trace.named("saga_completed").len(), 1);
 }
