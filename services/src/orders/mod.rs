@@ -2,8 +2,9 @@
 //! `shared/reference/pattern-semantics.md` §8).
 //!
 //! Parts: `protocol` (orders, requests), `saga` (the pure saga state machine: events in,
-//! commands out), `participants` (commands as RPCs to inventory and motion, retried to a
-//! definitive outcome), `config` (`OrdersConfig`) and, here, `run_orders`, the shell.
+//! commands out), `projection` (the pure view of all sagas and the resumption and takeover
+//! rules), `participants` (commands as RPCs to inventory and motion, retried to a definitive
+//! outcome), `config` (`OrdersConfig`) and, here, `run_orders`, the shell.
 //!
 //! Design choices (for ARCHITECTURE.md):
 //! - **Event-sourced.** A saga is its journal stream `saga-<order id>`; its state is the fold of
@@ -41,6 +42,7 @@
 
 pub mod config;
 pub mod participants;
+pub mod projection;
 pub mod protocol;
 pub mod saga;
 
@@ -49,7 +51,6 @@ mod saga_tests;
 #[cfg(test)]
 mod shell_tests;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::rc::Rc;
 use std::time::Duration;
@@ -62,14 +63,12 @@ use tokio::time::Instant;
 
 pub use self::config::{Endpoint, ORDERS_PORT, OrdersConfig};
 pub use self::participants::{Participants, lease_holder};
+pub use self::projection::{DriveEnd, DriveOrder, Projection};
 pub use self::protocol::{
     OrderId, OrderRefusal, OrderSpec, OrdersRequest, OrdersResponse, SagaView,
 };
 pub use self::saga::{Action, Command, Phase, Saga, SagaError, SagaEvent, Step, StepOutcome};
-use self::saga::{
-    SAGA_STREAM_PREFIX, heartbeat_event, heartbeat_stream, instance_of_stream, order_of_stream,
-    stream_name,
-};
+use self::saga::{SAGA_STREAM_PREFIX, heartbeat_event, heartbeat_stream, stream_name};
 use crate::inventory::protocol::QUANTITY_MAX;
 use crate::journal::{
     CatchUpSubscription, EventData, ExpectedVersion, JournalClient, JournalResponse, RecordedEvent,
@@ -81,9 +80,6 @@ use crate::transport::Transport;
 
 /// Most requests handled at once; beyond, requests are refused `Overloaded`.
 pub const REQUESTS_IN_FLIGHT_MAX: usize = 256;
-
-/// Most sagas the projection remembers; beyond, finished ones are forgotten first.
-pub const KNOWN_SAGAS_MAX: usize = 100_000;
 
 /// Wait after a failed poll of the journal before the next.
 pub const SUBSCRIPTION_RETRY_DELAY: Duration = Duration::from_millis(100);
@@ -163,34 +159,6 @@ impl<T: Transport> Context<T> {
     }
 }
 
-/// How a saga driver ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum DriveEnd {
-    Finished,
-    /// Another instance owns it (and no takeover was asked).
-    NotOwner,
-    OwnershipLost,
-    /// The journal or a participant could not be reached within a round: start again later.
-    Unavailable,
-    /// The stream does not make a saga.
-    Invalid,
-}
-
-#[derive(Clone, Debug)]
-enum KnownState {
-    Open(Box<Saga>),
-    Finished,
-    Invalid,
-}
-
-/// The projection's entry for one saga.
-#[derive(Clone, Debug)]
-struct Known {
-    state: KnownState,
-    /// When this instance last saw the saga change.
-    last_seen: Duration,
-}
-
 /// Runs one orders instance until dropped. `rng` is its random stream (backoff jitter),
 /// derived from the run's seed by the caller. Returns only on a start-up failure. Panics on an
 /// invalid configuration.
@@ -240,48 +208,18 @@ enum LoopEvent<S> {
 
 async fn serve<T: Transport>(context: Rc<Context<T>>, listener: T::Listener) {
     let config = &context.config;
-    let me = config.instance.clone();
     let mut server = RpcServer::<T::Listener, OrdersRequest>::new(listener);
-    let mut projection: BTreeMap<OrderId, Known> = BTreeMap::new();
-    let mut driving: BTreeSet<OrderId> = BTreeSet::new();
-    let mut restart_at: BTreeMap<OrderId, Duration> = BTreeMap::new();
+    let mut projection = Projection::new(config);
     let mut drivers: FuturesUnordered<LocalBoxFuture<'static, (OrderId, DriveEnd)>> =
         FuturesUnordered::new();
     let mut handlers: FuturesUnordered<Handling<T::Stream>> = FuturesUnordered::new();
     let subscription = CatchUpSubscription::new(0, SAGA_STREAM_PREFIX, config.subscription_wait);
     let mut poll = Some(poll_journal(context.clone(), subscription, Duration::ZERO));
-    // When each instance last showed life (a heartbeat, or an event of a saga it owns).
-    let mut instances_seen: BTreeMap<String, Duration> = BTreeMap::new();
     let mut beat = Some(heartbeat(context.clone(), None, Duration::ZERO));
     loop {
-        let now = context.now();
-        let mut due: Option<Duration> = None;
-        let mut wake_at = |at: Duration| due = Some(due.map_or(at, |d: Duration| d.min(at)));
-        for (order, known) in &projection {
-            if driving.len() >= config.sagas_driven_max {
-                break;
-            }
-            let KnownState::Open(saga) = &known.state else {
-                continue;
-            };
-            if driving.contains(order) {
-                continue;
-            }
-            if let Some(&at) = restart_at.get(order)
-                && at > now
-            {
-                wake_at(at);
-                continue;
-            }
-            let claim = saga.owner != me;
-            let owner_seen = instances_seen.get(&saga.owner).copied().unwrap_or_default();
-            let silent_since = known.last_seen.max(owner_seen);
-            if claim && now < silent_since + config.takeover_after {
-                wake_at(silent_since + config.takeover_after);
-                continue;
-            }
-            driving.insert(*order);
-            drivers.push(drive(context.clone(), *order, claim).boxed_local());
+        let (start, due) = projection.to_drive(context.now());
+        for DriveOrder { order, claim } in start {
+            drivers.push(drive(context.clone(), order, claim).boxed_local());
         }
         let wake = due.map(|at| context.start + at);
 
@@ -304,49 +242,22 @@ async fn serve<T: Transport>(context: Rc<Context<T>>, listener: T::Listener) {
         };
         let now = context.now();
         match event {
-            LoopEvent::DriverEnded(order, end) => {
-                driving.remove(&order);
-                match end {
-                    DriveEnd::Finished => {
-                        if let Some(known) = projection.get_mut(&order) {
-                            known.state = KnownState::Finished;
-                        }
-                        restart_at.remove(&order);
-                    }
-                    DriveEnd::Invalid => {
-                        if let Some(known) = projection.get_mut(&order) {
-                            known.state = KnownState::Invalid;
-                        }
-                    }
-                    DriveEnd::NotOwner | DriveEnd::OwnershipLost | DriveEnd::Unavailable => {
-                        // Start again later (the projection will have caught up by then).
-                        restart_at.insert(order, now + config.driver_restart_delay);
-                        if let Some(known) = projection.get_mut(&order) {
-                            known.last_seen = known.last_seen.max(now);
-                        }
-                    }
-                }
-            }
+            LoopEvent::DriverEnded(order, end) => projection.driver_ended(order, end, now),
             LoopEvent::Beat(head) => {
                 beat = Some(heartbeat(context.clone(), head, config.heartbeat_interval));
             }
             LoopEvent::Handled(responder, response, started) => {
                 server.respond(responder, &response);
                 if let Some(saga) = started {
-                    let order = saga.order.order_id;
-                    projection.entry(order).or_insert(Known {
-                        state: KnownState::Open(Box::new(saga)),
-                        last_seen: now,
-                    });
+                    projection.started(saga, now);
                 }
             }
             LoopEvent::Polled(subscription, result) => {
                 let delay = match result {
                     Ok(events) => {
                         for event in &events {
-                            project(&mut projection, &mut instances_seen, event, now);
+                            projection.observe(event, now);
                         }
-                        forget_finished(&mut projection);
                         Duration::ZERO
                     }
                     Err(_) => SUBSCRIPTION_RETRY_DELAY,
@@ -431,76 +342,6 @@ fn heartbeat<T: Transport>(
         }
     }
     .boxed_local()
-}
-
-/// Folds one journal event into the projection (idempotent by version: an event already
-/// folded in, e.g. a start this instance inserted itself, is skipped), and notes which
-/// instance it shows alive.
-fn project(
-    projection: &mut BTreeMap<OrderId, Known>,
-    instances_seen: &mut BTreeMap<String, Duration>,
-    event: &RecordedEvent,
-    now: Duration,
-) {
-    if let Some(instance) = instance_of_stream(&event.stream) {
-        instances_seen.insert(instance.to_owned(), now);
-        return;
-    }
-    let Some(order) = order_of_stream(&event.stream) else {
-        return;
-    };
-    let decoded = SagaEvent::from_recorded(event);
-    match (projection.get_mut(&order), decoded) {
-        (None, Ok(SagaEvent::Started { order: spec, owner })) if event.version == 0 => {
-            instances_seen.insert(owner.clone(), now);
-            let (saga, _) = Saga::start(spec, owner);
-            projection.insert(
-                order,
-                Known {
-                    state: KnownState::Open(Box::new(saga)),
-                    last_seen: now,
-                },
-            );
-        }
-        (Some(known), Ok(saga_event)) => {
-            if let KnownState::Open(saga) = &mut known.state {
-                if event.version <= saga.version {
-                    return;
-                }
-                known.last_seen = now;
-                if event.version != saga.version + 1 || saga.apply(&saga_event).is_err() {
-                    known.state = KnownState::Invalid;
-                    return;
-                }
-                // Only the owner appends: the event shows it alive.
-                instances_seen.insert(saga.owner.clone(), now);
-                if saga.is_finished() {
-                    known.state = KnownState::Finished;
-                }
-            }
-        }
-        (Some(known), Err(_)) => known.state = KnownState::Invalid,
-        // A saga whose start this instance never saw (forgotten): nothing to do.
-        (None, _) => {}
-    }
-}
-
-/// Keeps the projection within `KNOWN_SAGAS_MAX` by forgetting finished sagas, lowest ids
-/// first.
-fn forget_finished(projection: &mut BTreeMap<OrderId, Known>) {
-    if projection.len() <= KNOWN_SAGAS_MAX {
-        return;
-    }
-    let excess = projection.len() - KNOWN_SAGAS_MAX;
-    let finished: Vec<OrderId> = projection
-        .iter()
-        .filter(|(_, known)| !matches!(known.state, KnownState::Open(_)))
-        .map(|(order, _)| *order)
-        .take(excess)
-        .collect();
-    for order in finished {
-        projection.remove(&order);
-    }
 }
 
 /// Answers one request.
