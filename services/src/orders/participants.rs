@@ -200,9 +200,8 @@ impl<T: Transport> Participants<T> {
                 .await
                 .map_err(|_| Unavailable)
             }
-            Command::ReleaseLease { axis, token } | Command::CompensateLease { axis, token } => {
-                self.release_lease(order, axis, *token).await
-            }
+            Command::ReleaseLease { axis, token } => self.release_lease(order, axis, *token).await,
+            Command::CompensateLease { axis } => self.release_lease(order, axis, None).await,
             Command::CompensateReserve => {
                 let request = InventoryRequest::Release { saga };
                 self.retry(self.config.must_retry, async |schedule: &RetrySchedule| {
@@ -385,8 +384,9 @@ impl<T: Transport> Participants<T> {
         }
     }
 
-    /// Releases the order's lease: with the recorded token, or (none recorded) by taking it as
-    /// its holder and giving it back. Done whenever the order holds no lease any more.
+    /// Releases the order's lease: with the recorded token (after the pivot), or by holder
+    /// (`None`, compensation): take the lease as its holder, which renews a live one with its
+    /// current token, and give it back. Done whenever the order holds no lease any more.
     async fn release_lease(
         &self,
         order: &OrderSpec,

@@ -261,10 +261,11 @@ pub enum Command {
     },
     /// Compensation of `ReservePart`.
     CompensateReserve,
-    /// Compensation of `LeaseAxis` (`token`: the recorded token, if the lease step succeeded).
+    /// Compensation of `LeaseAxis`: release whatever lease the order's holder has on the axis.
+    /// No token: the recorded one may be older than the lease (a move that failed after it
+    /// re-acquired the lease records no token), so the release goes by holder.
     CompensateLease {
         axis: AxisName,
-        token: Option<u64>,
     },
 }
 
@@ -488,7 +489,6 @@ impl Saga {
                 Some(Step::ReservePart) => Action::Run(Command::CompensateReserve),
                 Some(Step::LeaseAxis) => Action::Run(Command::CompensateLease {
                     axis: order.axis.clone(),
-                    token: self.token,
                 }),
                 Some(other) => unreachable!("{} has no compensation", other.kind()),
             },
