@@ -31,11 +31,11 @@ fn command_amps(params: &AxisParams, tick: u64) -> f64 {
 
 /// The rigid plant step by hand, scalars only (see the module docs).
 struct ScalarRigid {
-    // Exact maps, z = [i, ω_m, u_eff, τ_h].
-    s: [[f64; 4]; 2],
-    g: [[f64; 4]; 2],
-    qi: [[f64; 4]; 4],
-    qw: [[f64; 4]; 4],
+    // Exact maps, z = [i, ω_m, u_eff, τ_h]: rows i(h), ω(h), ∫i, ∫ω; packed R·∫i², f/N²·∫ω².
+    linear: [[f64; 4]; 4],
+    copper: [f64; 10],
+    viscous_sq: [f64; 10],
+    viscous_products: [f64; 10],
     // Constants.
     step_s: f64,
     r25: f64,
@@ -117,10 +117,10 @@ impl ScalarRigid {
         let w_brk = p.friction.breakaway_velocity_rad_per_s;
         let cpr = f64::from(p.sensor.encoder_counts_per_rev) / core::f64::consts::TAU;
         let mut s = ScalarRigid {
-            s: maps.step,
-            g: maps.integral,
-            qi: maps.current_sq,
-            qw: maps.velocity_sq,
+            linear: maps.linear,
+            copper: maps.copper,
+            viscous_sq: maps.viscous,
+            viscous_products: [0.0; 10],
             step_s,
             r25: r,
             r_model: r,
@@ -203,10 +203,10 @@ impl ScalarRigid {
     }
 
     #[inline]
-    fn quad(q: &[[f64; 4]; 4], z: &[f64; 4]) -> f64 {
-        let mut acc = 0.0;
-        for r in 0..4 {
-            acc += z[r] * (q[r][0] * z[0] + q[r][1] * z[1] + q[r][2] * z[2] + q[r][3] * z[3]);
+    fn dot<const K: usize>(row: &[f64; K], v: &[f64; K]) -> f64 {
+        let mut acc = row[0] * v[0];
+        for k in 1..K {
+            acc += row[k] * v[k];
         }
         acc
     }
@@ -242,18 +242,35 @@ impl ScalarRigid {
             self.pi_int += self.pi_ki * e;
         }
         let z = [i0, w0, u - excess * i0, tau_h];
-        let row = |m: &[[f64; 4]; 2], r: usize| {
-            m[r][0] * z[0] + m[r][1] * z[1] + m[r][2] * z[2] + m[r][3] * z[3]
-        };
-        let (i1, w1) = (row(&self.s, 0), row(&self.s, 1));
-        let (int_i, int_w) = (row(&self.g, 0), row(&self.g, 1));
-        let isq = Self::quad(&self.qi, &z);
-        let wsq = Self::quad(&self.qw, &z);
+        let products = [
+            z[0] * z[0],
+            z[0] * z[1],
+            z[0] * z[2],
+            z[0] * z[3],
+            z[1] * z[1],
+            z[1] * z[2],
+            z[1] * z[3],
+            z[2] * z[2],
+            z[2] * z[3],
+            z[3] * z[3],
+        ];
+        let (i1, w1) = (
+            Self::dot(&self.linear[0], &z),
+            Self::dot(&self.linear[1], &z),
+        );
+        let (int_i, int_w) = (
+            Self::dot(&self.linear[2], &z),
+            Self::dot(&self.linear[3], &z),
+        );
+        let copper_model = Self::dot(&self.copper, &products);
+        for (sum, p) in self.viscous_products.iter_mut().zip(products) {
+            *sum += p;
+        }
         let out_angle = int_w * self.n_inv;
-        let copper = self.r_model * isq + excess * i0 * int_i;
+        let copper = copper_model + excess * i0 * int_i;
         self.e_in += u * int_i;
         self.e_cu += copper;
-        self.e_fr += tf * out_angle + self.viscous * wsq * self.n_inv * self.n_inv;
+        self.e_fr += tf * out_angle;
         self.e_gear += gear * int_w;
         self.e_load += self.load_nm * out_angle;
         self.theta_m += int_w;
@@ -278,6 +295,11 @@ impl ScalarRigid {
             self.to_sample = self.steps_per_sample;
             self.sample(false);
         }
+    }
+
+    /// Coulomb + Stribeck loss so far plus the viscous loss from the summed products.
+    fn friction_loss_j(&self) -> f64 {
+        self.e_fr + Self::dot(&self.viscous_sq, &self.viscous_products)
     }
 
     fn sample(&mut self, first: bool) {
@@ -358,7 +380,7 @@ fn check_baseline(name: &str) {
         "{name}: velocity reading"
     );
     assert!(
-        close(t.energy.friction_loss_j, scalar.e_fr),
+        close(t.energy.friction_loss_j, scalar.friction_loss_j()),
         "{name}: friction"
     );
     assert!(

@@ -99,7 +99,7 @@ impl CurrentLoop {
 
     /// Terminal voltage for this step: PI on the current error plus back-EMF feed-forward,
     /// clamped to ±`bus_v`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn voltage(
         &mut self,
         current_a_setpoint: f64,

@@ -37,7 +37,7 @@
 //! are part of the exact linear model, so any contact stiffness is stable. `g` is the held gear
 //! loss on the transmitted spring torque (η / 1/η as above).
 
-use crate::discretisation::Zoh;
+use crate::discretisation::{Zoh, packed_dot, packed_upper, upper_products};
 use crate::drive::{CurrentLoop, DriveCommand};
 use crate::friction::Friction;
 use crate::params::AxisParams;
@@ -149,17 +149,55 @@ impl Common {
     }
 }
 
+/// The rigid model's exact step maps in the form the step evaluates them, for `z = [i, ω_m,
+/// u_eff, τ_h]` (the state and the held inputs).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct RigidMaps {
+    /// Rows: `i(h)`, `ω_m(h)`, `∫i`, `∫ω_m` — the ZOH step and first integral stacked, so one
+    /// 4×4 product gives all four.
+    pub(crate) linear: SMatrix<f64, 4, 4>,
+    /// `R_model·∫i²`, the copper loss at the model's resistance, as a packed quadratic form
+    /// (`discretisation::packed_upper`): dotted with `upper_products(z)`.
+    pub(crate) copper: SVector<f64, 10>,
+    /// `f/N²·∫ω_m²`, the viscous loss, as a packed quadratic form. Only the ledger needs it, so
+    /// the step only adds up `upper_products(z)` and the dot is taken when the ledger is read
+    /// or the maps change (`Rigid::viscous_loss_j`).
+    pub(crate) viscous: SVector<f64, 10>,
+}
+
+impl RigidMaps {
+    fn new(zoh: &Zoh<2, 4, 2>, resistance_ohm: f64, viscous_motor_nm_s_per_rad: f64) -> RigidMaps {
+        let linear = SMatrix::<f64, 4, 4>::from_fn(|r, c| {
+            if r < 2 {
+                zoh.step[(r, c)]
+            } else {
+                zoh.integral[(r - 2, c)]
+            }
+        });
+        RigidMaps {
+            linear,
+            copper: packed_upper::<4, 10>(&zoh.quadratic[0]) * resistance_ohm,
+            viscous: packed_upper::<4, 10>(&zoh.quadratic[1]) * viscous_motor_nm_s_per_rad,
+        }
+    }
+}
+
 /// Rigid gear: one mass at the motor shaft.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Rigid {
     common: Common,
     /// Total inertia at the motor shaft, J_m + J_L/N².
     inertia_kg_m2: f64,
-    zoh: Zoh<2, 4, 2>,
+    maps: RigidMaps,
     /// `[i, ω_m]`.
     x: SVector<f64, 2>,
     motor_angle_rad: f64,
     brake_nm: f64,
+    /// Σ `upper_products(z)` over the steps since the maps last changed: with `maps.viscous`,
+    /// the viscous loss of those steps.
+    viscous_products: SVector<f64, 10>,
+    /// Viscous loss of the steps before the maps last changed, J.
+    viscous_settled_j: f64,
 }
 
 /// Two masses coupled through the backlash.
@@ -227,10 +265,16 @@ impl Drivetrain {
             let mut r = Rigid {
                 common,
                 inertia_kg_m2: p.motor.inertia_kg_m2 + p.load.inertia_kg_m2 / (n * n),
-                zoh: placeholder_zoh(),
+                maps: RigidMaps {
+                    linear: SMatrix::zeros(),
+                    copper: SVector::zeros(),
+                    viscous: SVector::zeros(),
+                },
                 x: SVector::zeros(),
                 motor_angle_rad: 0.0,
                 brake_nm: 0.0,
+                viscous_products: SVector::zeros(),
+                viscous_settled_j: 0.0,
             };
             r.discretise();
             Drivetrain::Rigid(r)
@@ -260,18 +304,45 @@ impl Drivetrain {
         }
     }
 
+    /// Runs up to `steps` steps under the same held conditions (but `resistance_excess_ohm`)
+    /// and command. After each step `after_step` gets its energy and returns the resistance
+    /// excess for the next step, or `None` to stop (the caller must re-discretise first).
+    /// Returns the number of steps run.
+    ///
+    /// One call runs a whole burst between events (samples, profile points), so the step loop
+    /// has no calls in it and the state stays in registers.
     #[inline]
-    pub(crate) fn step(
+    pub(crate) fn run(
         &mut self,
+        steps: u64,
         conditions: &StepConditions,
         command: DriveCommand,
         current_loop: &mut CurrentLoop,
         friction: &Friction,
-    ) -> StepEnergy {
+        mut after_step: impl FnMut(&StepEnergy) -> Option<f64>,
+    ) -> u64 {
+        let mut held = *conditions;
         match self {
-            Drivetrain::Rigid(r) => r.step(conditions, command, current_loop, friction),
-            Drivetrain::TwoMass(t) => t.step(conditions, command, current_loop, friction),
+            Drivetrain::Rigid(r) => {
+                for done in 1..=steps {
+                    let energy = r.step(&held, command, current_loop, friction);
+                    match after_step(&energy) {
+                        Some(excess_ohm) => held.resistance_excess_ohm = excess_ohm,
+                        None => return done,
+                    }
+                }
+            }
+            Drivetrain::TwoMass(t) => {
+                for done in 1..=steps {
+                    let energy = t.step(&held, command, current_loop, friction);
+                    match after_step(&energy) {
+                        Some(excess_ohm) => held.resistance_excess_ohm = excess_ohm,
+                        None => return done,
+                    }
+                }
+            }
         }
+        steps
     }
 
     pub(crate) fn current_a(&self) -> f64 {
@@ -335,6 +406,16 @@ impl Drivetrain {
         }
     }
 
+    /// Friction loss the per-step [`StepEnergy`] leaves out, J: the rigid model's viscous
+    /// loss, which is accrued as a sum and evaluated here (0 for the two-mass model, whose
+    /// steps report all of their friction).
+    pub(crate) fn deferred_friction_j(&self) -> f64 {
+        match self {
+            Drivetrain::Rigid(r) => r.viscous_loss_j(),
+            Drivetrain::TwoMass(_) => 0.0,
+        }
+    }
+
     pub(crate) fn elastic_j(&self) -> f64 {
         match self {
             Drivetrain::Rigid(_) => 0.0,
@@ -351,9 +432,9 @@ impl Drivetrain {
     }
 
     /// The rigid model's exact step maps, for the scalar reference benchmark.
-    pub(crate) fn rigid_maps(&self) -> Option<(&Zoh<2, 4, 2>, f64)> {
+    pub(crate) fn rigid_maps(&self) -> Option<(&RigidMaps, f64)> {
         match self {
-            Drivetrain::Rigid(r) => Some((&r.zoh, r.inertia_kg_m2)),
+            Drivetrain::Rigid(r) => Some((&r.maps, r.inertia_kg_m2)),
             Drivetrain::TwoMass(_) => None,
         }
     }
@@ -384,7 +465,15 @@ impl Rigid {
             SVector::<f64, 2>::new(1.0, 0.0),
             SVector::<f64, 2>::new(0.0, 1.0),
         ];
-        self.zoh = Zoh::new(&a, &b, &outputs, c.step_s);
+        // The viscous loss so far was accrued under the old maps: settle it before they change.
+        self.viscous_settled_j = self.viscous_loss_j();
+        self.viscous_products = SVector::zeros();
+        self.maps = RigidMaps::new(&Zoh::new(&a, &b, &outputs, c.step_s), r, b_motor);
+    }
+
+    /// Viscous friction loss since the start, J.
+    fn viscous_loss_j(&self) -> f64 {
+        self.viscous_settled_j + packed_dot(&self.maps.viscous, &self.viscous_products)
     }
 
     #[inline]
@@ -421,34 +510,35 @@ impl Rigid {
         let gear_loss_nm = transmitted_nm * c.inverse_ratio * (inverse_k - 1.0);
         let held_motor_nm = held_out_nm * c.inverse_ratio + gear_loss_nm;
 
-        let step = &self.zoh.step;
+        let linear = &self.maps.linear;
         let u = c.terminal_voltage(command, current_loop, cond, i0, w0, || {
             (
-                step[(0, 0)] * i0 + step[(0, 1)] * w0 + step[(0, 3)] * held_motor_nm,
-                step[(0, 2)],
+                linear[(0, 0)] * i0 + linear[(0, 1)] * w0 + linear[(0, 3)] * held_motor_nm,
+                linear[(0, 2)],
             )
         });
         let u_eff = u - cond.resistance_excess_ohm * i0;
         let z = SVector::<f64, 4>::new(i0, w0, u_eff, held_motor_nm);
-        let x1 = step * z;
-        let integral = self.zoh.integral * z;
-        let current_sq = z.dot(&(self.zoh.quadratic[0] * z));
-        let velocity_sq = z.dot(&(self.zoh.quadratic[1] * z));
+        // [i(h), ω_m(h), ∫i, ∫ω_m].
+        let ends = linear * z;
+        let (current_int, motor_angle) = (ends[2], ends[3]);
+        let products = upper_products::<4, 10>(&z);
+        self.viscous_products += products;
 
-        let motor_angle = integral[1];
         let output_angle = motor_angle * c.inverse_ratio;
         let mut energy = StepEnergy {
-            electrical_in_j: u * integral[0],
-            copper_j: c.resistance_ohm * current_sq + cond.resistance_excess_ohm * i0 * integral[0],
-            friction_j: friction_nm * output_angle
-                + c.viscous_nm_s_per_rad * velocity_sq * c.inverse_ratio * c.inverse_ratio,
+            electrical_in_j: u * current_int,
+            copper_j: packed_dot(&self.maps.copper, &products)
+                + cond.resistance_excess_ohm * i0 * current_int,
+            // Coulomb and Stribeck only: the viscous part is `viscous_loss_j`.
+            friction_j: friction_nm * output_angle,
             brake_j: brake_nm * output_angle,
             gear_j: gear_loss_nm * motor_angle,
             load_j: cond.load_nm * output_angle,
             backlash_j: 0.0,
         };
         self.motor_angle_rad += motor_angle;
-        self.x = x1;
+        self.x = SVector::<f64, 2>::new(ends[0], ends[1]);
         self.brake_nm = brake_nm;
         if stuck {
             // Stiction: the brake holds; the residual motion the held torques let through is

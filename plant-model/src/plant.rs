@@ -82,7 +82,18 @@ pub struct Plant {
     load_torque_nm: f64,
     profile_ns: Vec<u64>,
     profile_next: usize,
+    /// When the next profile point applies, ns (`u64::MAX` after the last): one comparison per
+    /// step instead of a bounds check and an index.
+    profile_next_ns: u64,
     profile_torque_nm: f64,
+    /// The held conditions of the next step: everything but `resistance_excess_ohm` changes
+    /// only on a command, fault, load or profile event (`refresh_conditions`), so it is not
+    /// recomputed every step; the excess is updated after every thermal step.
+    conditions: StepConditions,
+    /// Ambient the housing sheds heat to now (params or the over-heating fault), °C.
+    ambient_c: f64,
+    /// Re-discretise when |R(T) − R_model| exceeds this, Ω.
+    resistance_drift_ohm_max: f64,
 }
 
 impl Plant {
@@ -116,13 +127,14 @@ impl Plant {
             params.drive.current_loop_bandwidth_hz,
             step_s,
         );
-        let profile_ns = params
+        let profile_ns: Vec<u64> = params
             .load
             .torque_profile
             .iter()
             .map(|p| libm::round(p.at_s * 1e9) as u64)
             .collect();
-        Plant {
+        let profile_next_ns = profile_ns.first().copied().unwrap_or(u64::MAX);
+        let mut plant = Plant {
             step_ns,
             step_s,
             now_ns: 0,
@@ -139,9 +151,21 @@ impl Plant {
             load_torque_nm: params.load.torque_nm,
             profile_ns,
             profile_next: 0,
+            profile_next_ns,
             profile_torque_nm: 0.0,
+            conditions: StepConditions {
+                load_nm: 0.0,
+                brake_nm_max: None,
+                bus_v: 0.0,
+                resistance_excess_ohm: 0.0,
+            },
+            ambient_c: params.thermal.ambient_c,
+            resistance_drift_ohm_max: RESISTANCE_DRIFT_FRACTION_MAX * params.motor.resistance_ohm,
             params,
-        }
+        };
+        plant.refresh_conditions();
+        plant.refresh_resistance_excess();
+        plant
     }
 
     pub fn params(&self) -> &AxisParams {
@@ -177,7 +201,7 @@ impl Plant {
             self.now()
         );
         while t_ns - self.now_ns >= self.step_ns {
-            self.step();
+            self.run_burst(t_ns);
         }
     }
 
@@ -199,6 +223,7 @@ impl Plant {
             kinetic_j: d.kinetic_j(),
             magnetic_j: 0.5 * self.params.motor.inductance_h * current * current,
             elastic_j: d.elastic_j(),
+            friction_loss_j: self.losses.friction_loss_j + d.deferred_friction_j(),
             ..self.losses
         };
         GroundTruth {
@@ -226,6 +251,7 @@ impl Plant {
         if self.faults.torque_loss_fraction != before {
             self.rediscretise();
         }
+        self.refresh_conditions();
     }
 
     /// Ends every plant fault.
@@ -235,6 +261,7 @@ impl Plant {
         if had_torque_loss {
             self.rediscretise();
         }
+        self.refresh_conditions();
     }
 
     /// Sets the external load torque at the output (a positive torque opposes positive
@@ -245,15 +272,17 @@ impl Plant {
             "load torque must be finite: {torque_nm}"
         );
         self.load_torque_nm = torque_nm;
+        self.refresh_conditions();
     }
 
     /// Winding resistance at the current winding temperature, Ω.
     fn winding_resistance_ohm(&self) -> f64 {
         let m = &self.params.motor;
-        m.resistance_ohm
-            * (1.0
-                + m.resistance_temperature_coefficient_per_k
-                    * (self.thermal.winding_c - RESISTANCE_REFERENCE_C))
+        winding_resistance_ohm(
+            m.resistance_ohm,
+            m.resistance_temperature_coefficient_per_k,
+            self.thermal.winding_c,
+        )
     }
 
     /// Re-discretises the drivetrain for the present resistance and torque constant.
@@ -261,6 +290,24 @@ impl Plant {
         let kt =
             self.params.motor.torque_constant_nm_per_a * (1.0 - self.faults.torque_loss_fraction);
         self.drivetrain.set_motor(self.winding_resistance_ohm(), kt);
+        self.refresh_resistance_excess();
+    }
+
+    /// Recomputes the held conditions that change only on events (load, profile, faults).
+    fn refresh_conditions(&mut self) {
+        self.conditions.load_nm = self.total_load_nm();
+        self.conditions.brake_nm_max = self.faults.brake_nm;
+        self.conditions.bus_v = self.bus_voltage_v();
+        self.ambient_c = self
+            .faults
+            .ambient_c
+            .unwrap_or(self.params.thermal.ambient_c);
+    }
+
+    /// R(T) − R_model for the next step: after every thermal step and re-discretisation.
+    fn refresh_resistance_excess(&mut self) {
+        self.conditions.resistance_excess_ohm =
+            self.winding_resistance_ohm() - self.drivetrain.model_resistance_ohm();
     }
 
     fn bus_voltage_v(&self) -> f64 {
@@ -273,88 +320,124 @@ impl Plant {
         self.load_torque_nm + self.profile_torque_nm + self.faults.load_step_nm
     }
 
-    fn step(&mut self) {
+    /// Applies every profile point due by now.
+    #[cold]
+    fn advance_profile(&mut self) {
         while self.profile_next < self.profile_ns.len()
             && self.profile_ns[self.profile_next] <= self.now_ns
         {
             self.profile_torque_nm = self.params.load.torque_profile[self.profile_next].torque_nm;
             self.profile_next += 1;
         }
+        self.profile_next_ns = self
+            .profile_ns
+            .get(self.profile_next)
+            .copied()
+            .unwrap_or(u64::MAX);
+        self.refresh_conditions();
+    }
+
+    /// Runs the steps up to the next event: the end of the steps before `t_ns`, a sensor
+    /// sample, a load-profile point or a re-discretisation (at least one step). The step
+    /// sequence, and so every result, does not depend on where `advance_to` calls end.
+    #[inline]
+    fn run_burst(&mut self, t_ns: u64) {
+        if self.profile_next_ns <= self.now_ns {
+            self.advance_profile();
+        }
+        let steps_left = (t_ns - self.now_ns) / self.step_ns;
+        // Steps that start before the next profile point (at least one: it is after now).
+        let steps_to_profile = (self.profile_next_ns - self.now_ns).div_ceil(self.step_ns);
+        let burst = steps_left.min(self.steps_to_sample).min(steps_to_profile);
+        debug_assert!(burst >= 1, "a burst runs at least one step");
+
+        let (thermal, losses) = (&mut self.thermal, &mut self.losses);
+        let (step_s, ambient_c) = (self.step_s, self.ambient_c);
         let model_resistance_ohm = self.drivetrain.model_resistance_ohm();
-        let conditions = StepConditions {
-            load_nm: self.total_load_nm(),
-            brake_nm_max: self.faults.brake_nm,
-            bus_v: self.bus_voltage_v(),
-            resistance_excess_ohm: self.winding_resistance_ohm() - model_resistance_ohm,
-        };
-        let e = self.drivetrain.step(
-            &conditions,
+        let (resistance_ohm, alpha_per_k) = (
+            self.params.motor.resistance_ohm,
+            self.params.motor.resistance_temperature_coefficient_per_k,
+        );
+        let drift_ohm_max = self.resistance_drift_ohm_max;
+        let done = self.drivetrain.run(
+            burst,
+            &self.conditions,
             self.command,
             &mut self.current_loop,
             &self.friction,
+            |e| {
+                losses.electrical_in_j += e.electrical_in_j;
+                losses.copper_loss_j += e.copper_j;
+                losses.friction_loss_j += e.friction_j;
+                losses.brake_loss_j += e.brake_j;
+                losses.gear_loss_j += e.gear_j;
+                losses.load_work_j += e.load_j;
+                losses.backlash_loss_j += e.backlash_j;
+                thermal.step(e.copper_j, step_s, ambient_c);
+                let excess_ohm =
+                    winding_resistance_ohm(resistance_ohm, alpha_per_k, thermal.winding_c)
+                        - model_resistance_ohm;
+                (excess_ohm.abs() <= drift_ohm_max).then_some(excess_ohm)
+            },
         );
-        let l = &mut self.losses;
-        l.electrical_in_j += e.electrical_in_j;
-        l.copper_loss_j += e.copper_j;
-        l.friction_loss_j += e.friction_j;
-        l.brake_loss_j += e.brake_j;
-        l.gear_loss_j += e.gear_j;
-        l.load_work_j += e.load_j;
-        l.backlash_loss_j += e.backlash_j;
-        let ambient_c = self
-            .faults
-            .ambient_c
-            .unwrap_or(self.params.thermal.ambient_c);
-        self.thermal.step(e.copper_j, self.step_s, ambient_c);
-        self.now_ns += self.step_ns;
-        let drift_ohm = self.winding_resistance_ohm() - model_resistance_ohm;
-        if drift_ohm.abs() > RESISTANCE_DRIFT_FRACTION_MAX * self.params.motor.resistance_ohm {
+        self.now_ns += done * self.step_ns;
+        self.steps_to_sample -= done;
+        self.refresh_resistance_excess();
+        if self.conditions.resistance_excess_ohm.abs() > self.resistance_drift_ohm_max {
             self.rediscretise();
         }
-
-        self.steps_to_sample -= 1;
         if self.steps_to_sample == 0 {
             self.steps_to_sample = self.steps_per_sample;
-            let sample = Sample {
-                output_position_rad: self.drivetrain.output_position_rad(),
-                current_a: self.drivetrain.current_a(),
-                winding_temperature_c: self.thermal.winding_c,
-                bus_voltage_v: conditions.bus_v,
-                encoder_offset_counts: self.faults.encoder_offset_counts,
-                encoder_dropout: self.faults.encoder_dropout,
-            };
-            self.sensors.sample(&sample);
+            self.sample();
         }
+    }
+
+    /// Takes a sensor sample of the state now.
+    fn sample(&mut self) {
+        let sample = Sample {
+            output_position_rad: self.drivetrain.output_position_rad(),
+            current_a: self.drivetrain.current_a(),
+            winding_temperature_c: self.thermal.winding_c,
+            bus_voltage_v: self.conditions.bus_v,
+            encoder_offset_counts: self.faults.encoder_offset_counts,
+            encoder_dropout: self.faults.encoder_dropout,
+        };
+        self.sensors.sample(&sample);
     }
 
     /// The rigid model's exact step maps as plain arrays, for the scalar reference in the
     /// benchmark (which must run the same arithmetic). `None` with backlash.
     #[doc(hidden)]
     pub fn rigid_step_maps(&self) -> Option<RigidStepMaps> {
-        let (zoh, inertia) = self.drivetrain.rigid_maps()?;
-        let mat = |m: &nalgebra::SMatrix<f64, 2, 4>| {
-            core::array::from_fn(|r| core::array::from_fn(|c| m[(r, c)]))
-        };
-        let quad = |m: &nalgebra::SMatrix<f64, 4, 4>| {
-            core::array::from_fn(|r| core::array::from_fn(|c| m[(r, c)]))
-        };
+        let (maps, inertia) = self.drivetrain.rigid_maps()?;
         Some(RigidStepMaps {
-            step: mat(&zoh.step),
-            integral: mat(&zoh.integral),
-            current_sq: quad(&zoh.quadratic[0]),
-            velocity_sq: quad(&zoh.quadratic[1]),
+            linear: core::array::from_fn(|r| core::array::from_fn(|c| maps.linear[(r, c)])),
+            copper: core::array::from_fn(|k| maps.copper[k]),
+            viscous: core::array::from_fn(|k| maps.viscous[k]),
             inertia_kg_m2: inertia,
         })
     }
 }
 
-/// The rigid model's exact step maps (see [`Plant::rigid_step_maps`]); `z = [i, ω_m, u, τ_h]`.
+/// `R(T) = R₂₅·[1 + α·(T − 25 °C)]`, Ω.
+#[inline]
+fn winding_resistance_ohm(resistance_ohm: f64, alpha_per_k: f64, winding_c: f64) -> f64 {
+    resistance_ohm * (1.0 + alpha_per_k * (winding_c - RESISTANCE_REFERENCE_C))
+}
+
+/// The rigid model's exact step maps (see [`Plant::rigid_step_maps`]), for
+/// `z = [i, ω_m, u_eff, τ_h]`.
 #[doc(hidden)]
 #[derive(Clone, Debug, PartialEq)]
 pub struct RigidStepMaps {
-    pub step: [[f64; 4]; 2],
-    pub integral: [[f64; 4]; 2],
-    pub current_sq: [[f64; 4]; 4],
-    pub velocity_sq: [[f64; 4]; 4],
+    /// Rows: `i(h)`, `ω_m(h)`, `∫i`, `∫ω_m` as linear maps of `z`.
+    pub linear: [[f64; 4]; 4],
+    /// `R_model·∫i²` (copper loss at the model's resistance) as a dot product with the
+    /// products `zᵢ·zⱼ`, i ≤ j, in the order `z₀z₀, z₀z₁, z₀z₂, z₀z₃, z₁z₁, z₁z₂, z₁z₃, z₂z₂,
+    /// z₂z₃, z₃z₃`.
+    pub copper: [f64; 10],
+    /// `f/N²·∫ω_m²` (viscous loss) in the same form; the plant sums the products over the
+    /// steps and takes this dot product when its ledger is read.
+    pub viscous: [f64; 10],
     pub inertia_kg_m2: f64,
 }
