@@ -39,6 +39,7 @@
 
 use crate::discretisation::{Zoh, packed_dot, packed_upper, upper_products};
 use crate::drive::{CurrentLoop, DriveCommand};
+use crate::energy::EnergyLedger;
 use crate::friction::Friction;
 use crate::params::AxisParams;
 use nalgebra::{DMatrix, SMatrix, SVector};
@@ -57,16 +58,44 @@ pub(crate) struct StepConditions {
     pub(crate) resistance_excess_ohm: f64,
 }
 
-/// Energy moved during one step, J (exact for the held inputs).
+/// Energy moved during one step, J (exact for the held inputs). The copper loss, and the rigid
+/// model's viscous loss, are not here: they are accrued (see [`AccruedLosses`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct StepEnergy {
     pub(crate) electrical_in_j: f64,
-    pub(crate) copper_j: f64,
     pub(crate) friction_j: f64,
     pub(crate) brake_j: f64,
     pub(crate) gear_j: f64,
     pub(crate) load_j: f64,
     pub(crate) backlash_j: f64,
+}
+
+impl StepEnergy {
+    /// Adds this step's energy to the ledger.
+    #[inline]
+    fn book(&self, ledger: &mut EnergyLedger) {
+        ledger.electrical_in_j += self.electrical_in_j;
+        ledger.friction_loss_j += self.friction_j;
+        ledger.brake_loss_j += self.brake_j;
+        ledger.gear_loss_j += self.gear_j;
+        ledger.load_work_j += self.load_j;
+        ledger.backlash_loss_j += self.backlash_j;
+    }
+}
+
+/// Losses that the steps accrue as sums and that are evaluated only when someone needs them:
+/// the plant drains them once per sensor sample period (the copper loss heats the winding
+/// then) and before the maps change; the ground truth reads them in between.
+///
+/// Why: the copper loss `R·∫i²` and the viscous loss `f·∫ω²` are quadratic forms of the step's
+/// `z`. Summing `upper_products(z)` over the steps and taking the dot products once per
+/// period gives the same sums (in another order) for a tenth of the work; the copper loss is
+/// needed only by the thermal model, which is updated once per period.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct AccruedLosses {
+    pub(crate) copper_j: f64,
+    /// Friction loss left out of [`StepEnergy`] (the rigid model's viscous loss).
+    pub(crate) friction_j: f64,
 }
 
 /// Constants both models share.
@@ -157,11 +186,9 @@ pub(crate) struct RigidMaps {
     /// 4×4 product gives all four.
     pub(crate) linear: SMatrix<f64, 4, 4>,
     /// `R_model·∫i²`, the copper loss at the model's resistance, as a packed quadratic form
-    /// (`discretisation::packed_upper`): dotted with `upper_products(z)`.
+    /// (`discretisation::packed_upper`), to be dotted with Σ `upper_products(z)`.
     pub(crate) copper: SVector<f64, 10>,
-    /// `f/N²·∫ω_m²`, the viscous loss, as a packed quadratic form. Only the ledger needs it, so
-    /// the step only adds up `upper_products(z)` and the dot is taken when the ledger is read
-    /// or the maps change (`Rigid::viscous_loss_j`).
+    /// `f/N²·∫ω_m²`, the viscous loss, in the same form.
     pub(crate) viscous: SVector<f64, 10>,
 }
 
@@ -189,15 +216,21 @@ pub(crate) struct Rigid {
     /// Total inertia at the motor shaft, J_m + J_L/N².
     inertia_kg_m2: f64,
     maps: RigidMaps,
+    state: RigidState,
+}
+
+/// What the rigid model's steps change.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct RigidState {
     /// `[i, ω_m]`.
     x: SVector<f64, 2>,
     motor_angle_rad: f64,
     brake_nm: f64,
-    /// Σ `upper_products(z)` over the steps since the maps last changed: with `maps.viscous`,
-    /// the viscous loss of those steps.
-    viscous_products: SVector<f64, 10>,
-    /// Viscous loss of the steps before the maps last changed, J.
-    viscous_settled_j: f64,
+    /// Σ `upper_products(z)` over the steps since the last drain: with `maps.copper` and
+    /// `maps.viscous`, their copper and viscous loss.
+    products_sum: SVector<f64, 10>,
+    /// Σ `i₀·∫i` over the same steps: times the resistance excess, the rest of the copper loss.
+    current_sum: f64,
 }
 
 /// Two masses coupled through the backlash.
@@ -216,6 +249,10 @@ pub(crate) struct TwoMass {
     motor_angle_rad: f64,
     load_angle_rad: f64,
     brake_nm: f64,
+    /// `R_model·∫i²` over the steps since the last drain, J.
+    copper_model_sum_j: f64,
+    /// Σ `i₀·∫i` over the same steps (see `Rigid::current_sum`).
+    current_sum: f64,
 }
 
 /// The drivetrain of one axis.
@@ -257,6 +294,8 @@ impl Drivetrain {
                 motor_angle_rad: 0.0,
                 load_angle_rad: 0.0,
                 brake_nm: 0.0,
+                copper_model_sum_j: 0.0,
+                current_sum: 0.0,
             };
             t.discretise();
             Drivetrain::TwoMass(Box::new(t))
@@ -270,11 +309,13 @@ impl Drivetrain {
                     copper: SVector::zeros(),
                     viscous: SVector::zeros(),
                 },
-                x: SVector::zeros(),
-                motor_angle_rad: 0.0,
-                brake_nm: 0.0,
-                viscous_products: SVector::zeros(),
-                viscous_settled_j: 0.0,
+                state: RigidState {
+                    x: SVector::zeros(),
+                    motor_angle_rad: 0.0,
+                    brake_nm: 0.0,
+                    products_sum: SVector::zeros(),
+                    current_sum: 0.0,
+                },
             };
             r.discretise();
             Drivetrain::Rigid(r)
@@ -282,8 +323,13 @@ impl Drivetrain {
     }
 
     /// Re-discretises for a new winding resistance (the winding warmed or cooled) and motor
-    /// torque constant (a torque-loss fault started or ended), keeping the state.
+    /// torque constant (a torque-loss fault started or ended), keeping the state. The accrued
+    /// losses belong to the old maps: drain them first.
     pub(crate) fn set_motor(&mut self, resistance_ohm: f64, torque_constant_nm_per_a: f64) {
+        assert!(
+            self.is_drained(),
+            "drain the accrued losses before re-discretising"
+        );
         let common = match self {
             Drivetrain::Rigid(r) => &mut r.common,
             Drivetrain::TwoMass(t) => &mut t.common,
@@ -304,13 +350,11 @@ impl Drivetrain {
         }
     }
 
-    /// Runs up to `steps` steps under the same held conditions (but `resistance_excess_ohm`)
-    /// and command. After each step `after_step` gets its energy and returns the resistance
-    /// excess for the next step, or `None` to stop (the caller must re-discretise first).
-    /// Returns the number of steps run.
+    /// Runs `steps` steps under the same held conditions and command, adding each step's
+    /// energy to `ledger` (all but the accrued losses) in step order.
     ///
     /// One call runs a whole burst between events (samples, profile points), so the step loop
-    /// has no calls in it and the state stays in registers.
+    /// has no calls in it.
     #[inline]
     pub(crate) fn run(
         &mut self,
@@ -319,63 +363,93 @@ impl Drivetrain {
         command: DriveCommand,
         current_loop: &mut CurrentLoop,
         friction: &Friction,
-        mut after_step: impl FnMut(&StepEnergy) -> Option<f64>,
-    ) -> u64 {
-        let mut held = *conditions;
+        ledger: &mut EnergyLedger,
+    ) {
         match self {
             Drivetrain::Rigid(r) => {
-                for done in 1..=steps {
-                    let energy = r.step(&held, command, current_loop, friction);
-                    match after_step(&energy) {
-                        Some(excess_ohm) => held.resistance_excess_ohm = excess_ohm,
-                        None => return done,
-                    }
-                }
+                r.run(steps, conditions, command, current_loop, friction, ledger)
             }
             Drivetrain::TwoMass(t) => {
-                for done in 1..=steps {
-                    let energy = t.step(&held, command, current_loop, friction);
-                    match after_step(&energy) {
-                        Some(excess_ohm) => held.resistance_excess_ohm = excess_ohm,
-                        None => return done,
-                    }
+                for _ in 0..steps {
+                    t.step(conditions, command, current_loop, friction)
+                        .book(ledger);
                 }
             }
         }
-        steps
+    }
+
+    /// The losses accrued since the last drain, for a resistance excess (R(T) − R_model) of
+    /// `resistance_excess_ohm` over those steps.
+    pub(crate) fn accrued_losses(&self, resistance_excess_ohm: f64) -> AccruedLosses {
+        match self {
+            Drivetrain::Rigid(r) => AccruedLosses {
+                copper_j: packed_dot(&r.maps.copper, &r.state.products_sum)
+                    + resistance_excess_ohm * r.state.current_sum,
+                friction_j: packed_dot(&r.maps.viscous, &r.state.products_sum),
+            },
+            Drivetrain::TwoMass(t) => AccruedLosses {
+                copper_j: t.copper_model_sum_j + resistance_excess_ohm * t.current_sum,
+                friction_j: 0.0,
+            },
+        }
+    }
+
+    /// [`Drivetrain::accrued_losses`], then starts the sums afresh.
+    pub(crate) fn drain_losses(&mut self, resistance_excess_ohm: f64) -> AccruedLosses {
+        let losses = self.accrued_losses(resistance_excess_ohm);
+        match self {
+            Drivetrain::Rigid(r) => {
+                r.state.products_sum = SVector::zeros();
+                r.state.current_sum = 0.0;
+            }
+            Drivetrain::TwoMass(t) => {
+                t.copper_model_sum_j = 0.0;
+                t.current_sum = 0.0;
+            }
+        }
+        losses
+    }
+
+    fn is_drained(&self) -> bool {
+        match self {
+            Drivetrain::Rigid(r) => {
+                r.state.products_sum.iter().all(|p| *p == 0.0) && r.state.current_sum == 0.0
+            }
+            Drivetrain::TwoMass(t) => t.copper_model_sum_j == 0.0 && t.current_sum == 0.0,
+        }
     }
 
     pub(crate) fn current_a(&self) -> f64 {
         match self {
-            Drivetrain::Rigid(r) => r.x[0],
+            Drivetrain::Rigid(r) => r.state.x[0],
             Drivetrain::TwoMass(t) => t.x[0],
         }
     }
 
     pub(crate) fn motor_velocity_rad_per_s(&self) -> f64 {
         match self {
-            Drivetrain::Rigid(r) => r.x[1],
+            Drivetrain::Rigid(r) => r.state.x[1],
             Drivetrain::TwoMass(t) => t.x[1],
         }
     }
 
     pub(crate) fn motor_position_rad(&self) -> f64 {
         match self {
-            Drivetrain::Rigid(r) => r.motor_angle_rad,
+            Drivetrain::Rigid(r) => r.state.motor_angle_rad,
             Drivetrain::TwoMass(t) => t.motor_angle_rad,
         }
     }
 
     pub(crate) fn output_velocity_rad_per_s(&self) -> f64 {
         match self {
-            Drivetrain::Rigid(r) => r.x[1] * r.common.inverse_ratio,
+            Drivetrain::Rigid(r) => r.state.x[1] * r.common.inverse_ratio,
             Drivetrain::TwoMass(t) => t.x[2],
         }
     }
 
     pub(crate) fn output_position_rad(&self) -> f64 {
         match self {
-            Drivetrain::Rigid(r) => r.motor_angle_rad * r.common.inverse_ratio,
+            Drivetrain::Rigid(r) => r.state.motor_angle_rad * r.common.inverse_ratio,
             Drivetrain::TwoMass(t) => t.load_angle_rad,
         }
     }
@@ -383,7 +457,7 @@ impl Drivetrain {
     /// Electromagnetic torque at the motor shaft, N·m.
     pub(crate) fn motor_torque_nm(&self) -> f64 {
         match self {
-            Drivetrain::Rigid(r) => r.common.torque_constant_nm_per_a * r.x[0],
+            Drivetrain::Rigid(r) => r.common.torque_constant_nm_per_a * r.state.x[0],
             Drivetrain::TwoMass(t) => t.common.torque_constant_nm_per_a * t.x[0],
         }
     }
@@ -391,28 +465,18 @@ impl Drivetrain {
     /// Torque the brake exerted on the output during the last step, N·m (0 when disengaged).
     pub(crate) fn brake_torque_nm(&self) -> f64 {
         match self {
-            Drivetrain::Rigid(r) => r.brake_nm,
+            Drivetrain::Rigid(r) => r.state.brake_nm,
             Drivetrain::TwoMass(t) => t.brake_nm,
         }
     }
 
     pub(crate) fn kinetic_j(&self) -> f64 {
         match self {
-            Drivetrain::Rigid(r) => 0.5 * r.inertia_kg_m2 * r.x[1] * r.x[1],
+            Drivetrain::Rigid(r) => 0.5 * r.inertia_kg_m2 * r.state.x[1] * r.state.x[1],
             Drivetrain::TwoMass(t) => {
                 0.5 * t.motor_inertia_kg_m2 * t.x[1] * t.x[1]
                     + 0.5 * t.load_inertia_kg_m2 * t.x[2] * t.x[2]
             }
-        }
-    }
-
-    /// Friction loss the per-step [`StepEnergy`] leaves out, J: the rigid model's viscous
-    /// loss, which is accrued as a sum and evaluated here (0 for the two-mass model, whose
-    /// steps report all of their friction).
-    pub(crate) fn deferred_friction_j(&self) -> f64 {
-        match self {
-            Drivetrain::Rigid(r) => r.viscous_loss_j(),
-            Drivetrain::TwoMass(_) => 0.0,
         }
     }
 
@@ -465,15 +529,24 @@ impl Rigid {
             SVector::<f64, 2>::new(1.0, 0.0),
             SVector::<f64, 2>::new(0.0, 1.0),
         ];
-        // The viscous loss so far was accrued under the old maps: settle it before they change.
-        self.viscous_settled_j = self.viscous_loss_j();
-        self.viscous_products = SVector::zeros();
         self.maps = RigidMaps::new(&Zoh::new(&a, &b, &outputs, c.step_s), r, b_motor);
     }
 
-    /// Viscous friction loss since the start, J.
-    fn viscous_loss_j(&self) -> f64 {
-        self.viscous_settled_j + packed_dot(&self.maps.viscous, &self.viscous_products)
+    /// `steps` steps (see [`Drivetrain::run`]).
+    #[inline]
+    fn run(
+        &mut self,
+        steps: u64,
+        cond: &StepConditions,
+        command: DriveCommand,
+        current_loop: &mut CurrentLoop,
+        friction: &Friction,
+        ledger: &mut EnergyLedger,
+    ) {
+        for _ in 0..steps {
+            self.step(cond, command, current_loop, friction)
+                .book(ledger);
+        }
     }
 
     #[inline]
@@ -485,7 +558,7 @@ impl Rigid {
         friction: &Friction,
     ) -> StepEnergy {
         let c = &self.common;
-        let (i0, w0) = (self.x[0], self.x[1]);
+        let (i0, w0) = (self.state.x[0], self.state.x[1]);
         let wl0 = w0 * c.inverse_ratio;
         let friction_nm = friction.torque_nm(wl0);
         let viscous_nm = c.viscous_nm_s_per_rad * wl0;
@@ -522,29 +595,28 @@ impl Rigid {
         // [i(h), ω_m(h), ∫i, ∫ω_m].
         let ends = linear * z;
         let (current_int, motor_angle) = (ends[2], ends[3]);
-        let products = upper_products::<4, 10>(&z);
-        self.viscous_products += products;
+        let s = &mut self.state;
+        s.products_sum += upper_products::<4, 10>(&z);
+        s.current_sum += i0 * current_int;
 
         let output_angle = motor_angle * c.inverse_ratio;
         let mut energy = StepEnergy {
             electrical_in_j: u * current_int,
-            copper_j: packed_dot(&self.maps.copper, &products)
-                + cond.resistance_excess_ohm * i0 * current_int,
-            // Coulomb and Stribeck only: the viscous part is `viscous_loss_j`.
+            // Coulomb and Stribeck; the viscous loss is accrued.
             friction_j: friction_nm * output_angle,
             brake_j: brake_nm * output_angle,
             gear_j: gear_loss_nm * motor_angle,
             load_j: cond.load_nm * output_angle,
             backlash_j: 0.0,
         };
-        self.motor_angle_rad += motor_angle;
-        self.x = SVector::<f64, 2>::new(ends[0], ends[1]);
-        self.brake_nm = brake_nm;
+        s.motor_angle_rad += motor_angle;
+        s.x = SVector::<f64, 2>::new(ends[0], ends[1]);
+        s.brake_nm = brake_nm;
         if stuck {
             // Stiction: the brake holds; the residual motion the held torques let through is
             // stopped, and its kinetic energy is the brake's.
-            energy.brake_j += 0.5 * self.inertia_kg_m2 * self.x[1] * self.x[1];
-            self.x[1] = 0.0;
+            energy.brake_j += 0.5 * self.inertia_kg_m2 * s.x[1] * s.x[1];
+            s.x[1] = 0.0;
         }
         energy
     }
@@ -673,9 +745,10 @@ impl TwoMass {
         };
         let reported_change_j = self.reported_elastic_j(delta1) - self.reported_elastic_j(delta0);
 
+        self.copper_model_sum_j += c.resistance_ohm * current_sq;
+        self.current_sum += i0 * integral[0];
         let mut energy = StepEnergy {
             electrical_in_j: u * integral[0],
-            copper_j: c.resistance_ohm * current_sq + cond.resistance_excess_ohm * i0 * integral[0],
             friction_j: friction_nm * integral[2] + c.viscous_nm_s_per_rad * load_velocity_sq,
             brake_j: brake_nm * integral[2],
             gear_j: gear_loss_nm * integral[1],

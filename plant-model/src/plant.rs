@@ -28,6 +28,7 @@ use serde::Serialize;
 /// The linear model is re-discretised when the winding resistance has drifted this fraction of
 /// R₂₅ from the value in its matrices (≈ 2.6 K of copper): the drift is otherwise held as an
 /// explicit voltage drop, and an explicit term must stay small next to the stiff electrical pole.
+/// Checked once per sample period, after the thermal update.
 const RESISTANCE_DRIFT_FRACTION_MAX: f64 = 0.01;
 
 /// Longest run a plant accepts, ns (about 584 years would overflow u64; keep a sane bound).
@@ -67,7 +68,6 @@ pub struct GroundTruth {
 pub struct Plant {
     params: AxisParams,
     step_ns: u64,
-    step_s: f64,
     now_ns: u64,
     steps_per_sample: u64,
     steps_to_sample: u64,
@@ -88,8 +88,13 @@ pub struct Plant {
     profile_torque_nm: f64,
     /// The held conditions of the next step: everything but `resistance_excess_ohm` changes
     /// only on a command, fault, load or profile event (`refresh_conditions`), so it is not
-    /// recomputed every step; the excess is updated after every thermal step.
+    /// recomputed every step; the excess changes with the temperature, once per sample period.
     conditions: StepConditions,
+    /// Sample period, s: the interval of the thermal update.
+    sample_period_s: f64,
+    /// Copper loss of the current sample period drained early (before a re-discretisation),
+    /// J: it heats the winding at the period's end with the rest.
+    period_heat_j: f64,
     /// Ambient the housing sheds heat to now (params or the over-heating fault), °C.
     ambient_c: f64,
     /// Re-discretise when |R(T) − R_model| exceeds this, Ω.
@@ -108,7 +113,8 @@ impl Plant {
         let step_ns = params.integration.step_ns;
         let step_s = step_ns as f64 * 1e-9;
         let drivetrain = Drivetrain::new(&params);
-        let thermal = Thermal::new(&params.thermal);
+        let sample_period_s = params.sensor.sample_period_ns as f64 * 1e-9;
+        let thermal = Thermal::with_interval(&params.thermal, sample_period_s);
         let first = Sample {
             output_position_rad: 0.0,
             current_a: 0.0,
@@ -136,7 +142,6 @@ impl Plant {
         let profile_next_ns = profile_ns.first().copied().unwrap_or(u64::MAX);
         let mut plant = Plant {
             step_ns,
-            step_s,
             now_ns: 0,
             steps_per_sample,
             steps_to_sample: steps_per_sample,
@@ -159,12 +164,18 @@ impl Plant {
                 bus_v: 0.0,
                 resistance_excess_ohm: 0.0,
             },
+            sample_period_s,
+            period_heat_j: 0.0,
             ambient_c: params.thermal.ambient_c,
             resistance_drift_ohm_max: RESISTANCE_DRIFT_FRACTION_MAX * params.motor.resistance_ohm,
             params,
         };
         plant.refresh_conditions();
         plant.refresh_resistance_excess();
+        // An ambient far from 25 °C: start with the matrices for the actual resistance.
+        if plant.conditions.resistance_excess_ohm.abs() > plant.resistance_drift_ohm_max {
+            plant.rediscretise();
+        }
         plant
     }
 
@@ -215,15 +226,19 @@ impl Plant {
         self.sensors.reading()
     }
 
-    /// The true state now, for oracles.
+    /// The true state now, for oracles. The temperatures are those of the last sample instant
+    /// (the thermal model is updated once per sample period, see `thermal`); the energy ledger
+    /// is exact at every step.
     pub fn truth(&self) -> GroundTruth {
         let d = &self.drivetrain;
         let current = d.current_a();
+        let accrued = d.accrued_losses(self.conditions.resistance_excess_ohm);
         let energy = EnergyLedger {
             kinetic_j: d.kinetic_j(),
             magnetic_j: 0.5 * self.params.motor.inductance_h * current * current,
             elastic_j: d.elastic_j(),
-            friction_loss_j: self.losses.friction_loss_j + d.deferred_friction_j(),
+            copper_loss_j: self.losses.copper_loss_j + accrued.copper_j,
+            friction_loss_j: self.losses.friction_loss_j + accrued.friction_j,
             ..self.losses
         };
         GroundTruth {
@@ -287,10 +302,34 @@ impl Plant {
 
     /// Re-discretises the drivetrain for the present resistance and torque constant.
     fn rediscretise(&mut self) {
+        // The losses accrued so far belong to the old maps.
+        self.period_heat_j += self.drain_losses();
         let kt =
             self.params.motor.torque_constant_nm_per_a * (1.0 - self.faults.torque_loss_fraction);
         self.drivetrain.set_motor(self.winding_resistance_ohm(), kt);
         self.refresh_resistance_excess();
+    }
+
+    /// Books the drivetrain's accrued losses into the ledger; returns their copper part, J.
+    fn drain_losses(&mut self) -> f64 {
+        let accrued = self
+            .drivetrain
+            .drain_losses(self.conditions.resistance_excess_ohm);
+        self.losses.copper_loss_j += accrued.copper_j;
+        self.losses.friction_loss_j += accrued.friction_j;
+        accrued.copper_j
+    }
+
+    /// At each sample instant: the period's copper heat goes into the thermal model, and the
+    /// linear model follows the winding's resistance when it has drifted too far.
+    fn end_sample_period(&mut self) {
+        let heat_j = core::mem::take(&mut self.period_heat_j) + self.drain_losses();
+        self.thermal
+            .step(heat_j, self.sample_period_s, self.ambient_c);
+        self.refresh_resistance_excess();
+        if self.conditions.resistance_excess_ohm.abs() > self.resistance_drift_ohm_max {
+            self.rediscretise();
+        }
     }
 
     /// Recomputes the held conditions that change only on events (load, profile, faults).
@@ -304,7 +343,7 @@ impl Plant {
             .unwrap_or(self.params.thermal.ambient_c);
     }
 
-    /// R(T) − R_model for the next step: after every thermal step and re-discretisation.
+    /// R(T) − R_model for the next steps: after every thermal update and re-discretisation.
     fn refresh_resistance_excess(&mut self) {
         self.conditions.resistance_excess_ohm =
             self.winding_resistance_ohm() - self.drivetrain.model_resistance_ohm();
@@ -337,9 +376,9 @@ impl Plant {
         self.refresh_conditions();
     }
 
-    /// Runs the steps up to the next event: the end of the steps before `t_ns`, a sensor
-    /// sample, a load-profile point or a re-discretisation (at least one step). The step
-    /// sequence, and so every result, does not depend on where `advance_to` calls end.
+    /// Runs the steps up to the next event: the end of the steps before `t_ns`, a sample
+    /// instant or a load-profile point (at least one step). The events are at fixed instants,
+    /// so the step sequence, and every result, does not depend on where `advance_to` calls end.
     #[inline]
     fn run_burst(&mut self, t_ns: u64) {
         if self.profile_next_ns <= self.now_ns {
@@ -351,43 +390,19 @@ impl Plant {
         let burst = steps_left.min(self.steps_to_sample).min(steps_to_profile);
         debug_assert!(burst >= 1, "a burst runs at least one step");
 
-        let (thermal, losses) = (&mut self.thermal, &mut self.losses);
-        let (step_s, ambient_c) = (self.step_s, self.ambient_c);
-        let model_resistance_ohm = self.drivetrain.model_resistance_ohm();
-        let (resistance_ohm, alpha_per_k) = (
-            self.params.motor.resistance_ohm,
-            self.params.motor.resistance_temperature_coefficient_per_k,
-        );
-        let drift_ohm_max = self.resistance_drift_ohm_max;
-        let done = self.drivetrain.run(
+        self.drivetrain.run(
             burst,
             &self.conditions,
             self.command,
             &mut self.current_loop,
             &self.friction,
-            |e| {
-                losses.electrical_in_j += e.electrical_in_j;
-                losses.copper_loss_j += e.copper_j;
-                losses.friction_loss_j += e.friction_j;
-                losses.brake_loss_j += e.brake_j;
-                losses.gear_loss_j += e.gear_j;
-                losses.load_work_j += e.load_j;
-                losses.backlash_loss_j += e.backlash_j;
-                thermal.step(e.copper_j, step_s, ambient_c);
-                let excess_ohm =
-                    winding_resistance_ohm(resistance_ohm, alpha_per_k, thermal.winding_c)
-                        - model_resistance_ohm;
-                (excess_ohm.abs() <= drift_ohm_max).then_some(excess_ohm)
-            },
+            &mut self.losses,
         );
-        self.now_ns += done * self.step_ns;
-        self.steps_to_sample -= done;
-        self.refresh_resistance_excess();
-        if self.conditions.resistance_excess_ohm.abs() > self.resistance_drift_ohm_max {
-            self.rediscretise();
-        }
+        self.now_ns += burst * self.step_ns;
+        self.steps_to_sample -= burst;
         if self.steps_to_sample == 0 {
             self.steps_to_sample = self.steps_per_sample;
+            self.end_sample_period();
             self.sample();
         }
     }
@@ -415,6 +430,7 @@ impl Plant {
             copper: core::array::from_fn(|k| maps.copper[k]),
             viscous: core::array::from_fn(|k| maps.viscous[k]),
             inertia_kg_m2: inertia,
+            thermal: self.thermal.map(),
         })
     }
 }
@@ -436,8 +452,10 @@ pub struct RigidStepMaps {
     /// products `zᵢ·zⱼ`, i ≤ j, in the order `z₀z₀, z₀z₁, z₀z₂, z₀z₃, z₁z₁, z₁z₂, z₁z₃, z₂z₂,
     /// z₂z₃, z₃z₃`.
     pub copper: [f64; 10],
-    /// `f/N²·∫ω_m²` (viscous loss) in the same form; the plant sums the products over the
-    /// steps and takes this dot product when its ledger is read.
+    /// `f/N²·∫ω_m²` (viscous loss) in the same form. The plant sums the products over a
+    /// sample period and takes both dot products once per period.
     pub viscous: [f64; 10],
+    /// The thermal update over one sample period: `[T_w, T_h]⁺ = thermal·[T_w, T_h, P, T_a]`.
+    pub thermal: [[f64; 4]; 2],
     pub inertia_kg_m2: f64,
 }
