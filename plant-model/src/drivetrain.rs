@@ -58,6 +58,11 @@ pub(crate) struct StepConditions {
     pub(crate) resistance_excess_ohm: f64,
 }
 
+/// Bridge modes for the rigid model's specialised step loops (`Rigid::run_loop`).
+const BRIDGE_CURRENT: u8 = 0;
+const BRIDGE_VOLTAGE: u8 = 1;
+const BRIDGE_OFF: u8 = 2;
+
 /// Energy moved during one step, J (exact for the held inputs). The copper loss, and the rigid
 /// model's viscous loss, are not here: they are accrued (see [`AccruedLosses`]).
 #[derive(Clone, Copy, Debug, Default)]
@@ -532,7 +537,9 @@ impl Rigid {
         self.maps = RigidMaps::new(&Zoh::new(&a, &b, &outputs, c.step_s), r, b_motor);
     }
 
-    /// `steps` steps (see [`Drivetrain::run`]).
+    /// `steps` steps (see [`Drivetrain::run`]). The command's kind and whether the brake is
+    /// engaged do not change within a burst, so the loop is specialised for them here rather
+    /// than deciding them again at every step.
     #[inline]
     fn run(
         &mut self,
@@ -543,17 +550,93 @@ impl Rigid {
         friction: &Friction,
         ledger: &mut EnergyLedger,
     ) {
+        let braking = cond.brake_nm_max.is_some();
+        match (command, braking) {
+            (DriveCommand::Current { amps }, false) => {
+                self.run_loop::<BRIDGE_CURRENT, false>(
+                    steps,
+                    cond,
+                    amps,
+                    current_loop,
+                    friction,
+                    ledger,
+                );
+            }
+            (DriveCommand::Current { amps }, true) => {
+                self.run_loop::<BRIDGE_CURRENT, true>(
+                    steps,
+                    cond,
+                    amps,
+                    current_loop,
+                    friction,
+                    ledger,
+                );
+            }
+            (DriveCommand::Voltage { volts }, false) => {
+                self.run_loop::<BRIDGE_VOLTAGE, false>(
+                    steps,
+                    cond,
+                    volts,
+                    current_loop,
+                    friction,
+                    ledger,
+                );
+            }
+            (DriveCommand::Voltage { volts }, true) => {
+                self.run_loop::<BRIDGE_VOLTAGE, true>(
+                    steps,
+                    cond,
+                    volts,
+                    current_loop,
+                    friction,
+                    ledger,
+                );
+            }
+            (DriveCommand::Off, false) => {
+                self.run_loop::<BRIDGE_OFF, false>(
+                    steps,
+                    cond,
+                    0.0,
+                    current_loop,
+                    friction,
+                    ledger,
+                );
+            }
+            (DriveCommand::Off, true) => {
+                self.run_loop::<BRIDGE_OFF, true>(steps, cond, 0.0, current_loop, friction, ledger);
+            }
+        }
+    }
+
+    /// The step loop for one bridge mode (`BRIDGE_*`, with its command value) and brake state.
+    #[inline]
+    fn run_loop<const BRIDGE: u8, const BRAKE: bool>(
+        &mut self,
+        steps: u64,
+        cond: &StepConditions,
+        command_value: f64,
+        current_loop: &mut CurrentLoop,
+        friction: &Friction,
+        ledger: &mut EnergyLedger,
+    ) {
         for _ in 0..steps {
-            self.step(cond, command, current_loop, friction)
-                .book(ledger);
+            let e = self.step::<BRIDGE, BRAKE>(cond, command_value, current_loop, friction);
+            ledger.electrical_in_j += e.electrical_in_j;
+            ledger.friction_loss_j += e.friction_j;
+            ledger.gear_loss_j += e.gear_j;
+            ledger.load_work_j += e.load_j;
+            // Without the brake its term is 0, and a rigid gear has no backlash.
+            if BRAKE {
+                ledger.brake_loss_j += e.brake_j;
+            }
         }
     }
 
     #[inline]
-    fn step(
+    fn step<const BRIDGE: u8, const BRAKE: bool>(
         &mut self,
         cond: &StepConditions,
-        command: DriveCommand,
+        command_value: f64,
         current_loop: &mut CurrentLoop,
         friction: &Friction,
     ) -> StepEnergy {
@@ -572,7 +655,11 @@ impl Rigid {
                 - viscous_nm
         };
         let output_inertia = self.inertia_kg_m2 * c.ratio * c.ratio;
-        let (brake_nm, stuck) = c.brake(cond.brake_nm_max, wl0, hold_nm, output_inertia);
+        let (brake_nm, stuck) = if BRAKE {
+            c.brake(cond.brake_nm_max, wl0, hold_nm, output_inertia)
+        } else {
+            (0.0, false)
+        };
         let held_out_nm = cond.load_nm + friction_nm + brake_nm;
         let transmitted_nm = held_out_nm + viscous_nm;
         let inverse_k = if stuck {
@@ -584,6 +671,15 @@ impl Rigid {
         let held_motor_nm = held_out_nm * c.inverse_ratio + gear_loss_nm;
 
         let linear = &self.maps.linear;
+        let command = match BRIDGE {
+            BRIDGE_CURRENT => DriveCommand::Current {
+                amps: command_value,
+            },
+            BRIDGE_VOLTAGE => DriveCommand::Voltage {
+                volts: command_value,
+            },
+            _ => DriveCommand::Off,
+        };
         let u = c.terminal_voltage(command, current_loop, cond, i0, w0, || {
             (
                 linear[(0, 0)] * i0 + linear[(0, 1)] * w0 + linear[(0, 3)] * held_motor_nm,

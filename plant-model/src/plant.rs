@@ -384,10 +384,17 @@ impl Plant {
         if self.profile_next_ns <= self.now_ns {
             self.advance_profile();
         }
-        let steps_left = (t_ns - self.now_ns) / self.step_ns;
-        // Steps that start before the next profile point (at least one: it is after now).
-        let steps_to_profile = (self.profile_next_ns - self.now_ns).div_ceil(self.step_ns);
-        let burst = steps_left.min(self.steps_to_sample).min(steps_to_profile);
+        // Up to the next sample instant, unless `t_ns` or a profile point comes first. The
+        // integer divisions (tens of cycles each) are only needed in those rarer cases.
+        let mut burst = self.steps_to_sample;
+        let span_ns = burst * self.step_ns;
+        if t_ns - self.now_ns < span_ns {
+            burst = (t_ns - self.now_ns) / self.step_ns;
+        }
+        if self.profile_next_ns - self.now_ns < span_ns {
+            // Steps that start before the profile point (at least one: it is after now).
+            burst = burst.min((self.profile_next_ns - self.now_ns).div_ceil(self.step_ns));
+        }
         debug_assert!(burst >= 1, "a burst runs at least one step");
 
         self.drivetrain.run(
