@@ -38,7 +38,7 @@
 //! loss on the transmitted spring torque (η / 1/η as above).
 
 use crate::discretisation::{Zoh, packed_dot, packed_upper, upper_products};
-use crate::drive::{CurrentLoop, DriveCommand};
+use crate::drive::{CurrentLoop, DriveCommand, clamp_symmetric};
 use crate::energy::EnergyLedger;
 use crate::friction::Friction;
 use crate::params::AxisParams;
@@ -142,7 +142,7 @@ impl Common {
         current_row: impl Fn() -> (f64, f64),
     ) -> f64 {
         match command {
-            DriveCommand::Voltage { volts } => volts.clamp(-c.bus_v, c.bus_v),
+            DriveCommand::Voltage { volts } => clamp_symmetric(volts, c.bus_v),
             DriveCommand::Current { amps } => {
                 current_loop.voltage(amps, current_a, motor_velocity, c.bus_v)
             }
@@ -152,7 +152,7 @@ impl Common {
                 // end-of-step current without voltage and its sensitivity to the voltage.
                 let (without_u, per_volt) = current_row();
                 let u_eff = -without_u / per_volt;
-                (u_eff + c.resistance_excess_ohm * current_a).clamp(-c.bus_v, c.bus_v)
+                clamp_symmetric(u_eff + c.resistance_excess_ohm * current_a, c.bus_v)
             }
         }
     }
@@ -619,29 +619,37 @@ impl Rigid {
         friction: &Friction,
         ledger: &mut EnergyLedger,
     ) {
+        // Local copies of everything the loop updates, written back once.
+        let mut pi = current_loop.clone();
+        let mut book = *ledger;
+        let mut state = self.state;
         for _ in 0..steps {
-            let e = self.step::<BRIDGE, BRAKE>(cond, command_value, current_loop, friction);
-            ledger.electrical_in_j += e.electrical_in_j;
-            ledger.friction_loss_j += e.friction_j;
-            ledger.gear_loss_j += e.gear_j;
-            ledger.load_work_j += e.load_j;
+            let e = self.step::<BRIDGE, BRAKE>(&mut state, cond, command_value, &mut pi, friction);
+            book.electrical_in_j += e.electrical_in_j;
+            book.friction_loss_j += e.friction_j;
+            book.gear_loss_j += e.gear_j;
+            book.load_work_j += e.load_j;
             // Without the brake its term is 0, and a rigid gear has no backlash.
             if BRAKE {
-                ledger.brake_loss_j += e.brake_j;
+                book.brake_loss_j += e.brake_j;
             }
         }
+        self.state = state;
+        *current_loop = pi;
+        *ledger = book;
     }
 
     #[inline]
     fn step<const BRIDGE: u8, const BRAKE: bool>(
-        &mut self,
+        &self,
+        s: &mut RigidState,
         cond: &StepConditions,
         command_value: f64,
         current_loop: &mut CurrentLoop,
         friction: &Friction,
     ) -> StepEnergy {
         let c = &self.common;
-        let (i0, w0) = (self.state.x[0], self.state.x[1]);
+        let (i0, w0) = (s.x[0], s.x[1]);
         let wl0 = w0 * c.inverse_ratio;
         let friction_nm = friction.torque_nm(wl0);
         let viscous_nm = c.viscous_nm_s_per_rad * wl0;
@@ -691,7 +699,6 @@ impl Rigid {
         // [i(h), ω_m(h), ∫i, ∫ω_m].
         let ends = linear * z;
         let (current_int, motor_angle) = (ends[2], ends[3]);
-        let s = &mut self.state;
         s.products_sum += upper_products::<4, 10>(&z);
         s.current_sum += i0 * current_int;
 
