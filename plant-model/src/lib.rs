@@ -45,9 +45,13 @@
 //! and leaves a wide margin to the friction limit (xm430: J/slope ≈ 3.5 ms; sgmp-02b: ≈ 0.4 ms)
 //! and the thermal limit. Cost target: one axis (plant + 1 kHz controller) under 1 ms of wall
 //! time per simulated second, i.e. well under 100 ns per step at 10 000 steps/s. Measured
-//! (`cargo bench -p plant-model`, 2-core dev VM): about 40–47 ns per step, 0.4–0.5 ms per
-//! simulated second, within 5 % of a hand-written scalar version of the same step; the two-mass
-//! (backlash) model costs about 115 ns per step. The alternative, RK4 at 20 µs, needs 4 × 5 = 20
+//! (BENCHMARKS.md, 2-core shared VM, minimum over interleaved chunks): 23–26 ns per step
+//! including the sample and thermal update, within 6 % of a hand-written scalar version of the
+//! same step; one axis with its controller 0.30 ms (xm430-w350) and 0.41 ms (sgmp-02b) per
+//! simulated second. The hot loop is specialised per bridge mode and brake state, runs on local
+//! copies between events (samples, profile points), and leaves the quadratic energy integrals
+//! to once per sample period (see **Thermal**). The two-mass (backlash) model costs about
+//! 4–5× the rigid step. The alternative, RK4 at 20 µs, needs 4 × 5 = 20
 //! derivative evaluations per 100 µs of simulated time, is only stable below 2.8·τ_e ≈ 106 µs for
 //! the XM430 anyway, and leaves the energy ledger approximate.
 //!
