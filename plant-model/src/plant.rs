@@ -83,7 +83,7 @@ pub struct Plant {
     profile_ns: Vec<u64>,
     profile_next: usize,
     /// When the next profile point applies, ns (`u64::MAX` after the last): one comparison per
-    /// step instead of a bounds check and an index.
+    /// burst instead of a bounds check and an index.
     profile_next_ns: u64,
     profile_torque_nm: f64,
     /// The held conditions of the next step: everything but `resistance_excess_ohm` changes
