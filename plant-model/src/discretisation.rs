@@ -127,6 +127,64 @@ impl<const N: usize, const Z: usize, const Q: usize> Zoh<N, Z, Q> {
 
 type DVecZ = nalgebra::DVector<f64>;
 
+/// A quadratic form `zᵀ·Q·z` (symmetric `Q`) as a dot product, for the per-step hot path.
+///
+/// `zᵀ·Q·z = Σᵢ Qᵢᵢ·zᵢ² + Σᵢ<ⱼ 2·Qᵢⱼ·zᵢ·zⱼ`: with the products `zᵢ·zⱼ` (i ≤ j) formed once
+/// ([`upper_products`]) every form of the same `z` is one dot product with `Q`'s packed upper
+/// triangle ([`packed_upper`]): `P = Z·(Z+1)/2` multiplications instead of the `Z² + Z` of
+/// `z.dot(Q·z)`, and the products are shared between forms (the rigid step has two: `∫i²` and
+/// `∫ω²`). Doubling is exact, so the packed form is the same sum in another order.
+pub(crate) fn packed_upper<const Z: usize, const P: usize>(
+    q: &SMatrix<f64, Z, Z>,
+) -> SVector<f64, P> {
+    assert!(P == Z * (Z + 1) / 2, "packed size {P} for a {Z}×{Z} form");
+    let mut packed = SVector::<f64, P>::zeros();
+    let mut k = 0;
+    for r in 0..Z {
+        packed[k] = q[(r, r)];
+        k += 1;
+        for c in r + 1..Z {
+            packed[k] = q[(r, c)] + q[(c, r)];
+            k += 1;
+        }
+    }
+    packed
+}
+
+/// `Σ row[k]·products[k]`: a packed form evaluated on [`upper_products`]. Summed in two
+/// interleaved lanes (even and odd k), which the compiler maps onto paired SIMD arithmetic;
+/// nalgebra's general `dot` starts eight accumulators at zero, too many for ten terms.
+#[inline]
+pub(crate) fn packed_dot<const P: usize>(row: &SVector<f64, P>, products: &SVector<f64, P>) -> f64 {
+    const { assert!(P >= 2, "a packed form has at least two terms") };
+    let (mut even, mut odd) = (row[0] * products[0], row[1] * products[1]);
+    for k in 1..P / 2 {
+        even += row[2 * k] * products[2 * k];
+        odd += row[2 * k + 1] * products[2 * k + 1];
+    }
+    if P % 2 == 1 {
+        even += row[P - 1] * products[P - 1];
+    }
+    even + odd
+}
+
+/// The products `zᵢ·zⱼ`, i ≤ j, in the order of [`packed_upper`].
+#[inline]
+pub(crate) fn upper_products<const Z: usize, const P: usize>(
+    z: &SVector<f64, Z>,
+) -> SVector<f64, P> {
+    const { assert!(P == Z * (Z + 1) / 2, "packed size must be Z·(Z+1)/2") };
+    let mut products = SVector::<f64, P>::zeros();
+    let mut k = 0;
+    for r in 0..Z {
+        for c in r..Z {
+            products[k] = z[r] * z[c];
+            k += 1;
+        }
+    }
+    products
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +212,31 @@ mod tests {
         let e = expm(&m);
         assert!((e[(0, 0)] - libm::cos(t)).abs() < 1e-13);
         assert!((e[(1, 0)] - libm::sin(t)).abs() < 1e-13);
+    }
+
+    #[test]
+    fn packed_form_equals_the_matrix_form() {
+        // Goal: the packed quadratic form is the same number as zᵀ·Q·z. Method: a symmetric
+        // 4×4 Q with entries of mixed sign and size and vectors of mixed scale (like
+        // [i, ω, u, τ]); the two agree to rounding of the terms' magnitudes.
+        let q = SMatrix::<f64, 4, 4>::from_fn(|r, c| {
+            let (a, b) = (r.min(c) as f64, r.max(c) as f64);
+            (1.0 + a) * libm::pow(-3.0, b) * 1e-3 + if r == c { 2.0 } else { 0.0 }
+        });
+        let packed: SVector<f64, 10> = packed_upper(&q);
+        for z in [
+            SVector::<f64, 4>::new(0.3, 100.0, 12.0, 1e-4),
+            SVector::<f64, 4>::new(-2.0, 0.5, -7.0, 3.0),
+            SVector::<f64, 4>::new(0.0, 0.0, 0.0, 0.0),
+        ] {
+            let matrix_form = z.dot(&(q * z));
+            let packed_form = packed_dot(&packed, &upper_products::<4, 10>(&z));
+            let scale = z.abs().dot(&(q.abs() * z.abs()));
+            assert!(
+                (matrix_form - packed_form).abs() <= 1e-15 * scale,
+                "{matrix_form} vs {packed_form}"
+            );
+        }
     }
 
     #[test]

@@ -99,7 +99,7 @@ impl CurrentLoop {
 
     /// Terminal voltage for this step: PI on the current error plus back-EMF feed-forward,
     /// clamped to ±`bus_v`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn voltage(
         &mut self,
         current_a_setpoint: f64,
@@ -110,17 +110,31 @@ impl CurrentLoop {
         if self.saturated {
             self.integral_v = self.resistance_ohm * current_a;
         }
-        let setpoint = current_a_setpoint.clamp(-self.current_a_max, self.current_a_max);
+        let setpoint = clamp_symmetric(current_a_setpoint, self.current_a_max);
         let error = setpoint - current_a;
         let unclamped = self.gain_v_per_a * error
             + self.integral_v
             + self.back_emf_v_s_per_rad * motor_velocity_rad_per_s;
-        let volts = unclamped.clamp(-bus_v, bus_v);
+        let volts = clamp_symmetric(unclamped, bus_v);
         self.saturated = (unclamped > bus_v && error > 0.0) || (unclamped < -bus_v && error < 0.0);
         if !self.saturated {
             self.integral_v += self.integral_gain_v_per_a * error;
         }
         volts
+    }
+}
+
+/// `value` limited to `±limit` (`limit ≥ 0`); a NaN stays NaN. The same result as
+/// `f64::clamp`, without its panic path for `min > max`: a panic inside the step loop would
+/// keep the compiler from holding the loop's running sums in registers.
+#[inline(always)]
+pub(crate) fn clamp_symmetric(value: f64, limit: f64) -> f64 {
+    if value > limit {
+        limit
+    } else if value < -limit {
+        -limit
+    } else {
+        value
     }
 }
 
@@ -168,6 +182,35 @@ mod tests {
             "the step must saturate for this test to mean anything"
         );
         assert!((i - 3.0).abs() < 1e-6, "{i}");
+    }
+
+    #[test]
+    fn clamp_symmetric_is_f64_clamp() {
+        // Goal: the panic-free clamp gives f64::clamp's result bit for bit. Method: values
+        // inside, on and beyond the limits, signed zeros, infinities and NaN.
+        for limit in [0.0, 2.5, 140.0] {
+            for value in [
+                0.0,
+                -0.0,
+                1.0,
+                -1.0,
+                2.5,
+                -2.5,
+                2.5000000000000004,
+                1e300,
+                -1e300,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NAN,
+            ] {
+                let expected = value.clamp(-limit, limit);
+                let got = clamp_symmetric(value, limit);
+                assert!(
+                    got.to_bits() == expected.to_bits() || (got.is_nan() && expected.is_nan()),
+                    "clamp({value}, ±{limit}): {got} vs {expected}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -37,8 +37,9 @@
 //! are part of the exact linear model, so any contact stiffness is stable. `g` is the held gear
 //! loss on the transmitted spring torque (η / 1/η as above).
 
-use crate::discretisation::Zoh;
-use crate::drive::{CurrentLoop, DriveCommand};
+use crate::discretisation::{Zoh, packed_dot, packed_upper, upper_products};
+use crate::drive::{CurrentLoop, DriveCommand, clamp_symmetric};
+use crate::energy::EnergyLedger;
 use crate::friction::Friction;
 use crate::params::AxisParams;
 use nalgebra::{DMatrix, SMatrix, SVector};
@@ -57,16 +58,49 @@ pub(crate) struct StepConditions {
     pub(crate) resistance_excess_ohm: f64,
 }
 
-/// Energy moved during one step, J (exact for the held inputs).
+/// Bridge modes for the rigid model's specialised step loops (`Rigid::run_loop`).
+const BRIDGE_CURRENT: u8 = 0;
+const BRIDGE_VOLTAGE: u8 = 1;
+const BRIDGE_OFF: u8 = 2;
+
+/// Energy moved during one step, J (exact for the held inputs). The copper loss, and the rigid
+/// model's viscous loss, are not here: they are accrued (see [`AccruedLosses`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct StepEnergy {
     pub(crate) electrical_in_j: f64,
-    pub(crate) copper_j: f64,
     pub(crate) friction_j: f64,
     pub(crate) brake_j: f64,
     pub(crate) gear_j: f64,
     pub(crate) load_j: f64,
     pub(crate) backlash_j: f64,
+}
+
+impl StepEnergy {
+    /// Adds this step's energy to the ledger.
+    #[inline]
+    fn book(&self, ledger: &mut EnergyLedger) {
+        ledger.electrical_in_j += self.electrical_in_j;
+        ledger.friction_loss_j += self.friction_j;
+        ledger.brake_loss_j += self.brake_j;
+        ledger.gear_loss_j += self.gear_j;
+        ledger.load_work_j += self.load_j;
+        ledger.backlash_loss_j += self.backlash_j;
+    }
+}
+
+/// Losses that the steps accrue as sums and that are evaluated only when someone needs them:
+/// the plant drains them once per sensor sample period (the copper loss heats the winding
+/// then) and before the maps change; the ground truth reads them in between.
+///
+/// Why: the copper loss `R·∫i²` and the viscous loss `f·∫ω²` are quadratic forms of the step's
+/// `z`. Summing `upper_products(z)` over the steps and taking the dot products once per
+/// period gives the same sums (in another order) for a tenth of the work; the copper loss is
+/// needed only by the thermal model, which is updated once per period.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct AccruedLosses {
+    pub(crate) copper_j: f64,
+    /// Friction loss left out of [`StepEnergy`] (the rigid model's viscous loss).
+    pub(crate) friction_j: f64,
 }
 
 /// Constants both models share.
@@ -108,7 +142,7 @@ impl Common {
         current_row: impl Fn() -> (f64, f64),
     ) -> f64 {
         match command {
-            DriveCommand::Voltage { volts } => volts.clamp(-c.bus_v, c.bus_v),
+            DriveCommand::Voltage { volts } => clamp_symmetric(volts, c.bus_v),
             DriveCommand::Current { amps } => {
                 current_loop.voltage(amps, current_a, motor_velocity, c.bus_v)
             }
@@ -118,7 +152,7 @@ impl Common {
                 // end-of-step current without voltage and its sensitivity to the voltage.
                 let (without_u, per_volt) = current_row();
                 let u_eff = -without_u / per_volt;
-                (u_eff + c.resistance_excess_ohm * current_a).clamp(-c.bus_v, c.bus_v)
+                clamp_symmetric(u_eff + c.resistance_excess_ohm * current_a, c.bus_v)
             }
         }
     }
@@ -149,17 +183,59 @@ impl Common {
     }
 }
 
+/// The rigid model's exact step maps in the form the step evaluates them, for `z = [i, ω_m,
+/// u_eff, τ_h]` (the state and the held inputs).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct RigidMaps {
+    /// Rows: `i(h)`, `ω_m(h)`, `∫i`, `∫ω_m` — the ZOH step and first integral stacked, so one
+    /// 4×4 product gives all four.
+    pub(crate) linear: SMatrix<f64, 4, 4>,
+    /// `R_model·∫i²`, the copper loss at the model's resistance, as a packed quadratic form
+    /// (`discretisation::packed_upper`), to be dotted with Σ `upper_products(z)`.
+    pub(crate) copper: SVector<f64, 10>,
+    /// `f/N²·∫ω_m²`, the viscous loss, in the same form.
+    pub(crate) viscous: SVector<f64, 10>,
+}
+
+impl RigidMaps {
+    fn new(zoh: &Zoh<2, 4, 2>, resistance_ohm: f64, viscous_motor_nm_s_per_rad: f64) -> RigidMaps {
+        let linear = SMatrix::<f64, 4, 4>::from_fn(|r, c| {
+            if r < 2 {
+                zoh.step[(r, c)]
+            } else {
+                zoh.integral[(r - 2, c)]
+            }
+        });
+        RigidMaps {
+            linear,
+            copper: packed_upper::<4, 10>(&zoh.quadratic[0]) * resistance_ohm,
+            viscous: packed_upper::<4, 10>(&zoh.quadratic[1]) * viscous_motor_nm_s_per_rad,
+        }
+    }
+}
+
 /// Rigid gear: one mass at the motor shaft.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Rigid {
     common: Common,
     /// Total inertia at the motor shaft, J_m + J_L/N².
     inertia_kg_m2: f64,
-    zoh: Zoh<2, 4, 2>,
+    maps: RigidMaps,
+    state: RigidState,
+}
+
+/// What the rigid model's steps change.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct RigidState {
     /// `[i, ω_m]`.
     x: SVector<f64, 2>,
     motor_angle_rad: f64,
     brake_nm: f64,
+    /// Σ `upper_products(z)` over the steps since the last drain: with `maps.copper` and
+    /// `maps.viscous`, their copper and viscous loss.
+    products_sum: SVector<f64, 10>,
+    /// Σ `i₀·∫i` over the same steps: times the resistance excess, the rest of the copper loss.
+    current_sum: f64,
 }
 
 /// Two masses coupled through the backlash.
@@ -178,6 +254,10 @@ pub(crate) struct TwoMass {
     motor_angle_rad: f64,
     load_angle_rad: f64,
     brake_nm: f64,
+    /// `R_model·∫i²` over the steps since the last drain, J.
+    copper_model_sum_j: f64,
+    /// Σ `i₀·∫i` over the same steps (see `Rigid::current_sum`).
+    current_sum: f64,
 }
 
 /// The drivetrain of one axis.
@@ -219,6 +299,8 @@ impl Drivetrain {
                 motor_angle_rad: 0.0,
                 load_angle_rad: 0.0,
                 brake_nm: 0.0,
+                copper_model_sum_j: 0.0,
+                current_sum: 0.0,
             };
             t.discretise();
             Drivetrain::TwoMass(Box::new(t))
@@ -227,10 +309,18 @@ impl Drivetrain {
             let mut r = Rigid {
                 common,
                 inertia_kg_m2: p.motor.inertia_kg_m2 + p.load.inertia_kg_m2 / (n * n),
-                zoh: placeholder_zoh(),
-                x: SVector::zeros(),
-                motor_angle_rad: 0.0,
-                brake_nm: 0.0,
+                maps: RigidMaps {
+                    linear: SMatrix::zeros(),
+                    copper: SVector::zeros(),
+                    viscous: SVector::zeros(),
+                },
+                state: RigidState {
+                    x: SVector::zeros(),
+                    motor_angle_rad: 0.0,
+                    brake_nm: 0.0,
+                    products_sum: SVector::zeros(),
+                    current_sum: 0.0,
+                },
             };
             r.discretise();
             Drivetrain::Rigid(r)
@@ -238,8 +328,13 @@ impl Drivetrain {
     }
 
     /// Re-discretises for a new winding resistance (the winding warmed or cooled) and motor
-    /// torque constant (a torque-loss fault started or ended), keeping the state.
+    /// torque constant (a torque-loss fault started or ended), keeping the state. The accrued
+    /// losses belong to the old maps: drain them first.
     pub(crate) fn set_motor(&mut self, resistance_ohm: f64, torque_constant_nm_per_a: f64) {
+        assert!(
+            self.is_drained(),
+            "drain the accrued losses before re-discretising"
+        );
         let common = match self {
             Drivetrain::Rigid(r) => &mut r.common,
             Drivetrain::TwoMass(t) => &mut t.common,
@@ -260,51 +355,106 @@ impl Drivetrain {
         }
     }
 
+    /// Runs `steps` steps under the same held conditions and command, adding each step's
+    /// energy to `ledger` (all but the accrued losses) in step order.
+    ///
+    /// One call runs a whole burst between events (samples, profile points), so the step loop
+    /// has no calls in it.
     #[inline]
-    pub(crate) fn step(
+    pub(crate) fn run(
         &mut self,
+        steps: u64,
         conditions: &StepConditions,
         command: DriveCommand,
         current_loop: &mut CurrentLoop,
         friction: &Friction,
-    ) -> StepEnergy {
+        ledger: &mut EnergyLedger,
+    ) {
         match self {
-            Drivetrain::Rigid(r) => r.step(conditions, command, current_loop, friction),
-            Drivetrain::TwoMass(t) => t.step(conditions, command, current_loop, friction),
+            Drivetrain::Rigid(r) => {
+                r.run(steps, conditions, command, current_loop, friction, ledger)
+            }
+            Drivetrain::TwoMass(t) => {
+                for _ in 0..steps {
+                    t.step(conditions, command, current_loop, friction)
+                        .book(ledger);
+                }
+            }
+        }
+    }
+
+    /// The losses accrued since the last drain, for a resistance excess (R(T) − R_model) of
+    /// `resistance_excess_ohm` over those steps.
+    pub(crate) fn accrued_losses(&self, resistance_excess_ohm: f64) -> AccruedLosses {
+        match self {
+            Drivetrain::Rigid(r) => AccruedLosses {
+                copper_j: packed_dot(&r.maps.copper, &r.state.products_sum)
+                    + resistance_excess_ohm * r.state.current_sum,
+                friction_j: packed_dot(&r.maps.viscous, &r.state.products_sum),
+            },
+            Drivetrain::TwoMass(t) => AccruedLosses {
+                copper_j: t.copper_model_sum_j + resistance_excess_ohm * t.current_sum,
+                friction_j: 0.0,
+            },
+        }
+    }
+
+    /// [`Drivetrain::accrued_losses`], then starts the sums afresh.
+    pub(crate) fn drain_losses(&mut self, resistance_excess_ohm: f64) -> AccruedLosses {
+        let losses = self.accrued_losses(resistance_excess_ohm);
+        match self {
+            Drivetrain::Rigid(r) => {
+                r.state.products_sum = SVector::zeros();
+                r.state.current_sum = 0.0;
+            }
+            Drivetrain::TwoMass(t) => {
+                t.copper_model_sum_j = 0.0;
+                t.current_sum = 0.0;
+            }
+        }
+        losses
+    }
+
+    fn is_drained(&self) -> bool {
+        match self {
+            Drivetrain::Rigid(r) => {
+                r.state.products_sum.iter().all(|p| *p == 0.0) && r.state.current_sum == 0.0
+            }
+            Drivetrain::TwoMass(t) => t.copper_model_sum_j == 0.0 && t.current_sum == 0.0,
         }
     }
 
     pub(crate) fn current_a(&self) -> f64 {
         match self {
-            Drivetrain::Rigid(r) => r.x[0],
+            Drivetrain::Rigid(r) => r.state.x[0],
             Drivetrain::TwoMass(t) => t.x[0],
         }
     }
 
     pub(crate) fn motor_velocity_rad_per_s(&self) -> f64 {
         match self {
-            Drivetrain::Rigid(r) => r.x[1],
+            Drivetrain::Rigid(r) => r.state.x[1],
             Drivetrain::TwoMass(t) => t.x[1],
         }
     }
 
     pub(crate) fn motor_position_rad(&self) -> f64 {
         match self {
-            Drivetrain::Rigid(r) => r.motor_angle_rad,
+            Drivetrain::Rigid(r) => r.state.motor_angle_rad,
             Drivetrain::TwoMass(t) => t.motor_angle_rad,
         }
     }
 
     pub(crate) fn output_velocity_rad_per_s(&self) -> f64 {
         match self {
-            Drivetrain::Rigid(r) => r.x[1] * r.common.inverse_ratio,
+            Drivetrain::Rigid(r) => r.state.x[1] * r.common.inverse_ratio,
             Drivetrain::TwoMass(t) => t.x[2],
         }
     }
 
     pub(crate) fn output_position_rad(&self) -> f64 {
         match self {
-            Drivetrain::Rigid(r) => r.motor_angle_rad * r.common.inverse_ratio,
+            Drivetrain::Rigid(r) => r.state.motor_angle_rad * r.common.inverse_ratio,
             Drivetrain::TwoMass(t) => t.load_angle_rad,
         }
     }
@@ -312,7 +462,7 @@ impl Drivetrain {
     /// Electromagnetic torque at the motor shaft, N·m.
     pub(crate) fn motor_torque_nm(&self) -> f64 {
         match self {
-            Drivetrain::Rigid(r) => r.common.torque_constant_nm_per_a * r.x[0],
+            Drivetrain::Rigid(r) => r.common.torque_constant_nm_per_a * r.state.x[0],
             Drivetrain::TwoMass(t) => t.common.torque_constant_nm_per_a * t.x[0],
         }
     }
@@ -320,14 +470,14 @@ impl Drivetrain {
     /// Torque the brake exerted on the output during the last step, N·m (0 when disengaged).
     pub(crate) fn brake_torque_nm(&self) -> f64 {
         match self {
-            Drivetrain::Rigid(r) => r.brake_nm,
+            Drivetrain::Rigid(r) => r.state.brake_nm,
             Drivetrain::TwoMass(t) => t.brake_nm,
         }
     }
 
     pub(crate) fn kinetic_j(&self) -> f64 {
         match self {
-            Drivetrain::Rigid(r) => 0.5 * r.inertia_kg_m2 * r.x[1] * r.x[1],
+            Drivetrain::Rigid(r) => 0.5 * r.inertia_kg_m2 * r.state.x[1] * r.state.x[1],
             Drivetrain::TwoMass(t) => {
                 0.5 * t.motor_inertia_kg_m2 * t.x[1] * t.x[1]
                     + 0.5 * t.load_inertia_kg_m2 * t.x[2] * t.x[2]
@@ -351,9 +501,9 @@ impl Drivetrain {
     }
 
     /// The rigid model's exact step maps, for the scalar reference benchmark.
-    pub(crate) fn rigid_maps(&self) -> Option<(&Zoh<2, 4, 2>, f64)> {
+    pub(crate) fn rigid_maps(&self) -> Option<(&RigidMaps, f64)> {
         match self {
-            Drivetrain::Rigid(r) => Some((&r.zoh, r.inertia_kg_m2)),
+            Drivetrain::Rigid(r) => Some((&r.maps, r.inertia_kg_m2)),
             Drivetrain::TwoMass(_) => None,
         }
     }
@@ -384,19 +534,122 @@ impl Rigid {
             SVector::<f64, 2>::new(1.0, 0.0),
             SVector::<f64, 2>::new(0.0, 1.0),
         ];
-        self.zoh = Zoh::new(&a, &b, &outputs, c.step_s);
+        self.maps = RigidMaps::new(&Zoh::new(&a, &b, &outputs, c.step_s), r, b_motor);
     }
 
+    /// `steps` steps (see [`Drivetrain::run`]). The command's kind and whether the brake is
+    /// engaged do not change within a burst, so the loop is specialised for them here rather
+    /// than deciding them again at every step.
     #[inline]
-    fn step(
+    fn run(
         &mut self,
+        steps: u64,
         cond: &StepConditions,
         command: DriveCommand,
         current_loop: &mut CurrentLoop,
         friction: &Friction,
+        ledger: &mut EnergyLedger,
+    ) {
+        let braking = cond.brake_nm_max.is_some();
+        match (command, braking) {
+            (DriveCommand::Current { amps }, false) => {
+                self.run_loop::<BRIDGE_CURRENT, false>(
+                    steps,
+                    cond,
+                    amps,
+                    current_loop,
+                    friction,
+                    ledger,
+                );
+            }
+            (DriveCommand::Current { amps }, true) => {
+                self.run_loop::<BRIDGE_CURRENT, true>(
+                    steps,
+                    cond,
+                    amps,
+                    current_loop,
+                    friction,
+                    ledger,
+                );
+            }
+            (DriveCommand::Voltage { volts }, false) => {
+                self.run_loop::<BRIDGE_VOLTAGE, false>(
+                    steps,
+                    cond,
+                    volts,
+                    current_loop,
+                    friction,
+                    ledger,
+                );
+            }
+            (DriveCommand::Voltage { volts }, true) => {
+                self.run_loop::<BRIDGE_VOLTAGE, true>(
+                    steps,
+                    cond,
+                    volts,
+                    current_loop,
+                    friction,
+                    ledger,
+                );
+            }
+            (DriveCommand::Off, false) => {
+                self.run_loop::<BRIDGE_OFF, false>(
+                    steps,
+                    cond,
+                    0.0,
+                    current_loop,
+                    friction,
+                    ledger,
+                );
+            }
+            (DriveCommand::Off, true) => {
+                self.run_loop::<BRIDGE_OFF, true>(steps, cond, 0.0, current_loop, friction, ledger);
+            }
+        }
+    }
+
+    /// The step loop for one bridge mode (`BRIDGE_*`, with its command value) and brake state.
+    #[inline]
+    fn run_loop<const BRIDGE: u8, const BRAKE: bool>(
+        &mut self,
+        steps: u64,
+        cond: &StepConditions,
+        command_value: f64,
+        current_loop: &mut CurrentLoop,
+        friction: &Friction,
+        ledger: &mut EnergyLedger,
+    ) {
+        // Local copies of everything the loop updates, written back once.
+        let mut pi = current_loop.clone();
+        let mut book = *ledger;
+        let mut state = self.state;
+        for _ in 0..steps {
+            let e = self.step::<BRIDGE, BRAKE>(&mut state, cond, command_value, &mut pi, friction);
+            book.electrical_in_j += e.electrical_in_j;
+            book.friction_loss_j += e.friction_j;
+            book.gear_loss_j += e.gear_j;
+            book.load_work_j += e.load_j;
+            // Without the brake its term is 0, and a rigid gear has no backlash.
+            if BRAKE {
+                book.brake_loss_j += e.brake_j;
+            }
+        }
+        self.state = state;
+        *current_loop = pi;
+        *ledger = book;
+    }
+
+    #[inline]
+    fn step<const BRIDGE: u8, const BRAKE: bool>(
+        &self,
+        s: &mut RigidState,
+        cond: &StepConditions,
+        command_value: f64,
+        current_loop: &mut CurrentLoop,
+        friction: &Friction,
     ) -> StepEnergy {
         let c = &self.common;
-        let (i0, w0) = (self.x[0], self.x[1]);
+        let (i0, w0) = (s.x[0], s.x[1]);
         let wl0 = w0 * c.inverse_ratio;
         let friction_nm = friction.torque_nm(wl0);
         let viscous_nm = c.viscous_nm_s_per_rad * wl0;
@@ -410,7 +663,11 @@ impl Rigid {
                 - viscous_nm
         };
         let output_inertia = self.inertia_kg_m2 * c.ratio * c.ratio;
-        let (brake_nm, stuck) = c.brake(cond.brake_nm_max, wl0, hold_nm, output_inertia);
+        let (brake_nm, stuck) = if BRAKE {
+            c.brake(cond.brake_nm_max, wl0, hold_nm, output_inertia)
+        } else {
+            (0.0, false)
+        };
         let held_out_nm = cond.load_nm + friction_nm + brake_nm;
         let transmitted_nm = held_out_nm + viscous_nm;
         let inverse_k = if stuck {
@@ -421,40 +678,48 @@ impl Rigid {
         let gear_loss_nm = transmitted_nm * c.inverse_ratio * (inverse_k - 1.0);
         let held_motor_nm = held_out_nm * c.inverse_ratio + gear_loss_nm;
 
-        let step = &self.zoh.step;
+        let linear = &self.maps.linear;
+        let command = match BRIDGE {
+            BRIDGE_CURRENT => DriveCommand::Current {
+                amps: command_value,
+            },
+            BRIDGE_VOLTAGE => DriveCommand::Voltage {
+                volts: command_value,
+            },
+            _ => DriveCommand::Off,
+        };
         let u = c.terminal_voltage(command, current_loop, cond, i0, w0, || {
             (
-                step[(0, 0)] * i0 + step[(0, 1)] * w0 + step[(0, 3)] * held_motor_nm,
-                step[(0, 2)],
+                linear[(0, 0)] * i0 + linear[(0, 1)] * w0 + linear[(0, 3)] * held_motor_nm,
+                linear[(0, 2)],
             )
         });
         let u_eff = u - cond.resistance_excess_ohm * i0;
         let z = SVector::<f64, 4>::new(i0, w0, u_eff, held_motor_nm);
-        let x1 = step * z;
-        let integral = self.zoh.integral * z;
-        let current_sq = z.dot(&(self.zoh.quadratic[0] * z));
-        let velocity_sq = z.dot(&(self.zoh.quadratic[1] * z));
+        // [i(h), ω_m(h), ∫i, ∫ω_m].
+        let ends = linear * z;
+        let (current_int, motor_angle) = (ends[2], ends[3]);
+        s.products_sum += upper_products::<4, 10>(&z);
+        s.current_sum += i0 * current_int;
 
-        let motor_angle = integral[1];
         let output_angle = motor_angle * c.inverse_ratio;
         let mut energy = StepEnergy {
-            electrical_in_j: u * integral[0],
-            copper_j: c.resistance_ohm * current_sq + cond.resistance_excess_ohm * i0 * integral[0],
-            friction_j: friction_nm * output_angle
-                + c.viscous_nm_s_per_rad * velocity_sq * c.inverse_ratio * c.inverse_ratio,
+            electrical_in_j: u * current_int,
+            // Coulomb and Stribeck; the viscous loss is accrued.
+            friction_j: friction_nm * output_angle,
             brake_j: brake_nm * output_angle,
             gear_j: gear_loss_nm * motor_angle,
             load_j: cond.load_nm * output_angle,
             backlash_j: 0.0,
         };
-        self.motor_angle_rad += motor_angle;
-        self.x = x1;
-        self.brake_nm = brake_nm;
+        s.motor_angle_rad += motor_angle;
+        s.x = SVector::<f64, 2>::new(ends[0], ends[1]);
+        s.brake_nm = brake_nm;
         if stuck {
             // Stiction: the brake holds; the residual motion the held torques let through is
             // stopped, and its kinetic energy is the brake's.
-            energy.brake_j += 0.5 * self.inertia_kg_m2 * self.x[1] * self.x[1];
-            self.x[1] = 0.0;
+            energy.brake_j += 0.5 * self.inertia_kg_m2 * s.x[1] * s.x[1];
+            s.x[1] = 0.0;
         }
         energy
     }
@@ -583,9 +848,10 @@ impl TwoMass {
         };
         let reported_change_j = self.reported_elastic_j(delta1) - self.reported_elastic_j(delta0);
 
+        self.copper_model_sum_j += c.resistance_ohm * current_sq;
+        self.current_sum += i0 * integral[0];
         let mut energy = StepEnergy {
             electrical_in_j: u * integral[0],
-            copper_j: c.resistance_ohm * current_sq + cond.resistance_excess_ohm * i0 * integral[0],
             friction_j: friction_nm * integral[2] + c.viscous_nm_s_per_rad * load_velocity_sq,
             brake_j: brake_nm * integral[2],
             gear_j: gear_loss_nm * integral[1],

@@ -597,15 +597,20 @@ impl AxisParams {
             "thermal.housing_to_ambient_k_per_w",
             t.housing_to_ambient_k_per_w,
         )?;
-        // The thermal nodes are integrated with explicit Euler: keep the step far below their
-        // time constants.
+        // The thermal nodes are updated once per sample period (exactly, for the period's mean
+        // copper power) and R(T) is held over a period: keep the period, and so the step, far
+        // below their time constants.
         let tau_thermal_s = (t.winding_capacity_j_per_k * t.winding_to_housing_k_per_w)
             .min(t.housing_capacity_j_per_k * t.winding_to_housing_k_per_w)
             .min(t.housing_capacity_j_per_k * t.housing_to_ambient_k_per_w);
-        if h > 0.01 * tau_thermal_s {
+        let thermal_period_s = s.sample_period_ns as f64 * 1e-9;
+        if thermal_period_s > 0.01 * tau_thermal_s {
             return check.fail(
-                "integration.step_ns",
-                format!("step {h} s is not below 1 % of the fastest thermal time constant {tau_thermal_s} s"),
+                "sensor.sample_period_ns",
+                format!(
+                    "sample period {thermal_period_s} s (the thermal update interval) is not \
+                     below 1 % of the fastest thermal time constant {tau_thermal_s} s"
+                ),
             );
         }
 
@@ -805,6 +810,19 @@ mod tests {
         p.sensor.sample_period_ns = 300_000;
         let err = p.validate().unwrap_err();
         assert!(err.to_string().contains("integration.step_ns"), "{err}");
+    }
+
+    #[test]
+    fn thermal_time_constants_must_dwarf_the_sample_period() {
+        // Goal: the thermal model, updated once per sample period, is only accepted where that
+        // period is far below its time constants. Method: shrink the xm430's winding capacity
+        // to τ_w = 50 ms (1 % of it is below the 1 ms period); the error names the period.
+        let mut p = AxisParams::preset("xm430-w350").unwrap();
+        p.thermal.winding_capacity_j_per_k = 0.05 / p.thermal.winding_to_housing_k_per_w;
+        let err = p.validate().unwrap_err();
+        assert!(err.to_string().contains("sensor.sample_period_ns"), "{err}");
+        p.thermal.winding_capacity_j_per_k = 0.2 / p.thermal.winding_to_housing_k_per_w;
+        assert!(p.validate().is_ok(), "τ_w = 200 ms is accepted");
     }
 
     #[test]

@@ -28,6 +28,7 @@ use serde::Serialize;
 /// The linear model is re-discretised when the winding resistance has drifted this fraction of
 /// R₂₅ from the value in its matrices (≈ 2.6 K of copper): the drift is otherwise held as an
 /// explicit voltage drop, and an explicit term must stay small next to the stiff electrical pole.
+/// Checked once per sample period, after the thermal update.
 const RESISTANCE_DRIFT_FRACTION_MAX: f64 = 0.01;
 
 /// Longest run a plant accepts, ns (about 584 years would overflow u64; keep a sane bound).
@@ -67,7 +68,6 @@ pub struct GroundTruth {
 pub struct Plant {
     params: AxisParams,
     step_ns: u64,
-    step_s: f64,
     now_ns: u64,
     steps_per_sample: u64,
     steps_to_sample: u64,
@@ -82,7 +82,23 @@ pub struct Plant {
     load_torque_nm: f64,
     profile_ns: Vec<u64>,
     profile_next: usize,
+    /// When the next profile point applies, ns (`u64::MAX` after the last): one comparison per
+    /// burst instead of a bounds check and an index.
+    profile_next_ns: u64,
     profile_torque_nm: f64,
+    /// The held conditions of the next step: everything but `resistance_excess_ohm` changes
+    /// only on a command, fault, load or profile event (`refresh_conditions`), so it is not
+    /// recomputed every step; the excess changes with the temperature, once per sample period.
+    conditions: StepConditions,
+    /// Sample period, s: the interval of the thermal update.
+    sample_period_s: f64,
+    /// Copper loss of the current sample period drained early (before a re-discretisation),
+    /// J: it heats the winding at the period's end with the rest.
+    period_heat_j: f64,
+    /// Ambient the housing sheds heat to now (params or the over-heating fault), °C.
+    ambient_c: f64,
+    /// Re-discretise when |R(T) − R_model| exceeds this, Ω.
+    resistance_drift_ohm_max: f64,
 }
 
 impl Plant {
@@ -97,7 +113,8 @@ impl Plant {
         let step_ns = params.integration.step_ns;
         let step_s = step_ns as f64 * 1e-9;
         let drivetrain = Drivetrain::new(&params);
-        let thermal = Thermal::new(&params.thermal);
+        let sample_period_s = params.sensor.sample_period_ns as f64 * 1e-9;
+        let thermal = Thermal::with_interval(&params.thermal, sample_period_s);
         let first = Sample {
             output_position_rad: 0.0,
             current_a: 0.0,
@@ -116,15 +133,15 @@ impl Plant {
             params.drive.current_loop_bandwidth_hz,
             step_s,
         );
-        let profile_ns = params
+        let profile_ns: Vec<u64> = params
             .load
             .torque_profile
             .iter()
             .map(|p| libm::round(p.at_s * 1e9) as u64)
             .collect();
-        Plant {
+        let profile_next_ns = profile_ns.first().copied().unwrap_or(u64::MAX);
+        let mut plant = Plant {
             step_ns,
-            step_s,
             now_ns: 0,
             steps_per_sample,
             steps_to_sample: steps_per_sample,
@@ -139,9 +156,27 @@ impl Plant {
             load_torque_nm: params.load.torque_nm,
             profile_ns,
             profile_next: 0,
+            profile_next_ns,
             profile_torque_nm: 0.0,
+            conditions: StepConditions {
+                load_nm: 0.0,
+                brake_nm_max: None,
+                bus_v: 0.0,
+                resistance_excess_ohm: 0.0,
+            },
+            sample_period_s,
+            period_heat_j: 0.0,
+            ambient_c: params.thermal.ambient_c,
+            resistance_drift_ohm_max: RESISTANCE_DRIFT_FRACTION_MAX * params.motor.resistance_ohm,
             params,
+        };
+        plant.refresh_conditions();
+        plant.refresh_resistance_excess();
+        // An ambient far from 25 °C: start with the matrices for the actual resistance.
+        if plant.conditions.resistance_excess_ohm.abs() > plant.resistance_drift_ohm_max {
+            plant.rediscretise();
         }
+        plant
     }
 
     pub fn params(&self) -> &AxisParams {
@@ -177,7 +212,7 @@ impl Plant {
             self.now()
         );
         while t_ns - self.now_ns >= self.step_ns {
-            self.step();
+            self.run_burst(t_ns);
         }
     }
 
@@ -191,14 +226,19 @@ impl Plant {
         self.sensors.reading()
     }
 
-    /// The true state now, for oracles.
+    /// The true state now, for oracles. The temperatures are those of the last sample instant
+    /// (the thermal model is updated once per sample period, see `thermal`); the energy ledger
+    /// is exact at every step.
     pub fn truth(&self) -> GroundTruth {
         let d = &self.drivetrain;
         let current = d.current_a();
+        let accrued = d.accrued_losses(self.conditions.resistance_excess_ohm);
         let energy = EnergyLedger {
             kinetic_j: d.kinetic_j(),
             magnetic_j: 0.5 * self.params.motor.inductance_h * current * current,
             elastic_j: d.elastic_j(),
+            copper_loss_j: self.losses.copper_loss_j + accrued.copper_j,
+            friction_loss_j: self.losses.friction_loss_j + accrued.friction_j,
             ..self.losses
         };
         GroundTruth {
@@ -226,6 +266,7 @@ impl Plant {
         if self.faults.torque_loss_fraction != before {
             self.rediscretise();
         }
+        self.refresh_conditions();
     }
 
     /// Ends every plant fault.
@@ -235,6 +276,7 @@ impl Plant {
         if had_torque_loss {
             self.rediscretise();
         }
+        self.refresh_conditions();
     }
 
     /// Sets the external load torque at the output (a positive torque opposes positive
@@ -245,22 +287,66 @@ impl Plant {
             "load torque must be finite: {torque_nm}"
         );
         self.load_torque_nm = torque_nm;
+        self.refresh_conditions();
     }
 
     /// Winding resistance at the current winding temperature, Ω.
     fn winding_resistance_ohm(&self) -> f64 {
         let m = &self.params.motor;
-        m.resistance_ohm
-            * (1.0
-                + m.resistance_temperature_coefficient_per_k
-                    * (self.thermal.winding_c - RESISTANCE_REFERENCE_C))
+        winding_resistance_ohm(
+            m.resistance_ohm,
+            m.resistance_temperature_coefficient_per_k,
+            self.thermal.winding_c,
+        )
     }
 
     /// Re-discretises the drivetrain for the present resistance and torque constant.
     fn rediscretise(&mut self) {
+        // The losses accrued so far belong to the old maps.
+        self.period_heat_j += self.drain_losses();
         let kt =
             self.params.motor.torque_constant_nm_per_a * (1.0 - self.faults.torque_loss_fraction);
         self.drivetrain.set_motor(self.winding_resistance_ohm(), kt);
+        self.refresh_resistance_excess();
+    }
+
+    /// Books the drivetrain's accrued losses into the ledger; returns their copper part, J.
+    fn drain_losses(&mut self) -> f64 {
+        let accrued = self
+            .drivetrain
+            .drain_losses(self.conditions.resistance_excess_ohm);
+        self.losses.copper_loss_j += accrued.copper_j;
+        self.losses.friction_loss_j += accrued.friction_j;
+        accrued.copper_j
+    }
+
+    /// At each sample instant: the period's copper heat goes into the thermal model, and the
+    /// linear model follows the winding's resistance when it has drifted too far.
+    fn end_sample_period(&mut self) {
+        let heat_j = core::mem::take(&mut self.period_heat_j) + self.drain_losses();
+        self.thermal
+            .step(heat_j, self.sample_period_s, self.ambient_c);
+        self.refresh_resistance_excess();
+        if self.conditions.resistance_excess_ohm.abs() > self.resistance_drift_ohm_max {
+            self.rediscretise();
+        }
+    }
+
+    /// Recomputes the held conditions that change only on events (load, profile, faults).
+    fn refresh_conditions(&mut self) {
+        self.conditions.load_nm = self.total_load_nm();
+        self.conditions.brake_nm_max = self.faults.brake_nm;
+        self.conditions.bus_v = self.bus_voltage_v();
+        self.ambient_c = self
+            .faults
+            .ambient_c
+            .unwrap_or(self.params.thermal.ambient_c);
+    }
+
+    /// R(T) − R_model for the next steps: after every thermal update and re-discretisation.
+    fn refresh_resistance_excess(&mut self) {
+        self.conditions.resistance_excess_ohm =
+            self.winding_resistance_ohm() - self.drivetrain.model_resistance_ohm();
     }
 
     fn bus_voltage_v(&self) -> f64 {
@@ -273,88 +359,110 @@ impl Plant {
         self.load_torque_nm + self.profile_torque_nm + self.faults.load_step_nm
     }
 
-    fn step(&mut self) {
+    /// Applies every profile point due by now.
+    #[cold]
+    fn advance_profile(&mut self) {
         while self.profile_next < self.profile_ns.len()
             && self.profile_ns[self.profile_next] <= self.now_ns
         {
             self.profile_torque_nm = self.params.load.torque_profile[self.profile_next].torque_nm;
             self.profile_next += 1;
         }
-        let model_resistance_ohm = self.drivetrain.model_resistance_ohm();
-        let conditions = StepConditions {
-            load_nm: self.total_load_nm(),
-            brake_nm_max: self.faults.brake_nm,
-            bus_v: self.bus_voltage_v(),
-            resistance_excess_ohm: self.winding_resistance_ohm() - model_resistance_ohm,
-        };
-        let e = self.drivetrain.step(
-            &conditions,
+        self.profile_next_ns = self
+            .profile_ns
+            .get(self.profile_next)
+            .copied()
+            .unwrap_or(u64::MAX);
+        self.refresh_conditions();
+    }
+
+    /// Runs the steps up to the next event: the end of the steps before `t_ns`, a sample
+    /// instant or a load-profile point (at least one step). The events are at fixed instants,
+    /// so the step sequence, and every result, does not depend on where `advance_to` calls end.
+    #[inline]
+    fn run_burst(&mut self, t_ns: u64) {
+        if self.profile_next_ns <= self.now_ns {
+            self.advance_profile();
+        }
+        // Up to the next sample instant, unless `t_ns` or a profile point comes first. The
+        // integer divisions (tens of cycles each) are only needed in those rarer cases.
+        let mut burst = self.steps_to_sample;
+        let span_ns = burst * self.step_ns;
+        if t_ns - self.now_ns < span_ns {
+            burst = (t_ns - self.now_ns) / self.step_ns;
+        }
+        if self.profile_next_ns - self.now_ns < span_ns {
+            // Steps that start before the profile point (at least one: it is after now).
+            burst = burst.min((self.profile_next_ns - self.now_ns).div_ceil(self.step_ns));
+        }
+        debug_assert!(burst >= 1, "a burst runs at least one step");
+
+        self.drivetrain.run(
+            burst,
+            &self.conditions,
             self.command,
             &mut self.current_loop,
             &self.friction,
+            &mut self.losses,
         );
-        let l = &mut self.losses;
-        l.electrical_in_j += e.electrical_in_j;
-        l.copper_loss_j += e.copper_j;
-        l.friction_loss_j += e.friction_j;
-        l.brake_loss_j += e.brake_j;
-        l.gear_loss_j += e.gear_j;
-        l.load_work_j += e.load_j;
-        l.backlash_loss_j += e.backlash_j;
-        let ambient_c = self
-            .faults
-            .ambient_c
-            .unwrap_or(self.params.thermal.ambient_c);
-        self.thermal.step(e.copper_j, self.step_s, ambient_c);
-        self.now_ns += self.step_ns;
-        let drift_ohm = self.winding_resistance_ohm() - model_resistance_ohm;
-        if drift_ohm.abs() > RESISTANCE_DRIFT_FRACTION_MAX * self.params.motor.resistance_ohm {
-            self.rediscretise();
-        }
-
-        self.steps_to_sample -= 1;
+        self.now_ns += burst * self.step_ns;
+        self.steps_to_sample -= burst;
         if self.steps_to_sample == 0 {
             self.steps_to_sample = self.steps_per_sample;
-            let sample = Sample {
-                output_position_rad: self.drivetrain.output_position_rad(),
-                current_a: self.drivetrain.current_a(),
-                winding_temperature_c: self.thermal.winding_c,
-                bus_voltage_v: conditions.bus_v,
-                encoder_offset_counts: self.faults.encoder_offset_counts,
-                encoder_dropout: self.faults.encoder_dropout,
-            };
-            self.sensors.sample(&sample);
+            self.end_sample_period();
+            self.sample();
         }
+    }
+
+    /// Takes a sensor sample of the state now.
+    fn sample(&mut self) {
+        let sample = Sample {
+            output_position_rad: self.drivetrain.output_position_rad(),
+            current_a: self.drivetrain.current_a(),
+            winding_temperature_c: self.thermal.winding_c,
+            bus_voltage_v: self.conditions.bus_v,
+            encoder_offset_counts: self.faults.encoder_offset_counts,
+            encoder_dropout: self.faults.encoder_dropout,
+        };
+        self.sensors.sample(&sample);
     }
 
     /// The rigid model's exact step maps as plain arrays, for the scalar reference in the
     /// benchmark (which must run the same arithmetic). `None` with backlash.
     #[doc(hidden)]
     pub fn rigid_step_maps(&self) -> Option<RigidStepMaps> {
-        let (zoh, inertia) = self.drivetrain.rigid_maps()?;
-        let mat = |m: &nalgebra::SMatrix<f64, 2, 4>| {
-            core::array::from_fn(|r| core::array::from_fn(|c| m[(r, c)]))
-        };
-        let quad = |m: &nalgebra::SMatrix<f64, 4, 4>| {
-            core::array::from_fn(|r| core::array::from_fn(|c| m[(r, c)]))
-        };
+        let (maps, inertia) = self.drivetrain.rigid_maps()?;
         Some(RigidStepMaps {
-            step: mat(&zoh.step),
-            integral: mat(&zoh.integral),
-            current_sq: quad(&zoh.quadratic[0]),
-            velocity_sq: quad(&zoh.quadratic[1]),
+            linear: core::array::from_fn(|r| core::array::from_fn(|c| maps.linear[(r, c)])),
+            copper: core::array::from_fn(|k| maps.copper[k]),
+            viscous: core::array::from_fn(|k| maps.viscous[k]),
             inertia_kg_m2: inertia,
+            thermal: self.thermal.map(),
         })
     }
 }
 
-/// The rigid model's exact step maps (see [`Plant::rigid_step_maps`]); `z = [i, ω_m, u, τ_h]`.
+/// `R(T) = R₂₅·[1 + α·(T − 25 °C)]`, Ω.
+#[inline]
+fn winding_resistance_ohm(resistance_ohm: f64, alpha_per_k: f64, winding_c: f64) -> f64 {
+    resistance_ohm * (1.0 + alpha_per_k * (winding_c - RESISTANCE_REFERENCE_C))
+}
+
+/// The rigid model's exact step maps (see [`Plant::rigid_step_maps`]), for
+/// `z = [i, ω_m, u_eff, τ_h]`.
 #[doc(hidden)]
 #[derive(Clone, Debug, PartialEq)]
 pub struct RigidStepMaps {
-    pub step: [[f64; 4]; 2],
-    pub integral: [[f64; 4]; 2],
-    pub current_sq: [[f64; 4]; 4],
-    pub velocity_sq: [[f64; 4]; 4],
+    /// Rows: `i(h)`, `ω_m(h)`, `∫i`, `∫ω_m` as linear maps of `z`.
+    pub linear: [[f64; 4]; 4],
+    /// `R_model·∫i²` (copper loss at the model's resistance) as a dot product with the
+    /// products `zᵢ·zⱼ`, i ≤ j, in the order `z₀z₀, z₀z₁, z₀z₂, z₀z₃, z₁z₁, z₁z₂, z₁z₃, z₂z₂,
+    /// z₂z₃, z₃z₃`.
+    pub copper: [f64; 10],
+    /// `f/N²·∫ω_m²` (viscous loss) in the same form. The plant sums the products over a
+    /// sample period and takes both dot products once per period.
+    pub viscous: [f64; 10],
+    /// The thermal update over one sample period: `[T_w, T_h]⁺ = thermal·[T_w, T_h, P, T_a]`.
+    pub thermal: [[f64; 4]; 2],
     pub inertia_kg_m2: f64,
 }
