@@ -129,6 +129,12 @@ impl Fieldbus {
     /// Drive side: feedback sampled at `now`, arriving after the link latency.
     pub fn send_feedback(&mut self, now: Duration, mut frame: DriveFeedbackFrame) {
         self.stats.feedback_sent += 1;
+        // Feedback is process data: a frame that has arrived is superseded by the next one to
+        // arrive, as the controller only ever takes the newest. Dropping superseded frames keeps
+        // the medium bounded while no controller reads (its host is down).
+        while self.to_motion.len() >= 2 && self.to_motion[1].0 <= now {
+            self.to_motion.pop_front();
+        }
         let last = self.to_motion.back().map(|(at, _)| *at);
         if let Fate::Deliver { at, corrupted } = self.fate(now, last) {
             frame.valid = frame.valid && !corrupted;
@@ -297,5 +303,22 @@ mod tests {
         assert_eq!(bus.stats.corrupted as usize, corrupted);
         assert!((2_200..2_800).contains(&lost), "lost {lost}");
         assert!((3_400..4_100).contains(&corrupted), "corrupted {corrupted}");
+    }
+
+    // Regression (found with a motion host kept down by a corrupted disk): with nobody reading,
+    // feedback must not pile up on the medium; the newest arrived frame is still there to read.
+    #[test]
+    fn unread_feedback_stays_bounded() {
+        let mut bus = bus();
+        for k in 0..(FRAMES_IN_FLIGHT_MAX as u64 * 3) {
+            bus.send_feedback(Duration::from_micros(1000 * k), feedback(k as u32));
+        }
+        assert!(
+            bus.to_motion.len() <= 2,
+            "{} frames held",
+            bus.to_motion.len()
+        );
+        let newest = bus.latest_feedback(Duration::from_secs(3600)).unwrap();
+        assert_eq!(newest.sequence, FRAMES_IN_FLIGHT_MAX as u32 * 3 - 1);
     }
 }

@@ -7,7 +7,7 @@
 //! drops what was not synced. It owns the per-host fault switches; the world flips them.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -71,6 +71,9 @@ pub struct Disk {
     /// The write cache lost its unsynced bytes; applied at the host's next disk access
     /// (file operations need the host's context, which only the host's own code runs in).
     lost_writes_pending: bool,
+    /// Files that lost bytes to the write cache: their next `sync` reports it, once, as Linux's
+    /// fsync reports a writeback error (EIO) to the next caller.
+    lost_paths: BTreeSet<String>,
     /// Counters for the report.
     pub io_errors: u64,
     pub corrupted_reads: u64,
@@ -83,6 +86,7 @@ impl Disk {
             *length = *synced;
         }
         self.lost_writes_pending = false;
+        self.lost_paths.clear();
     }
 
     /// The `disk-lost-writes` fault: every byte appended and not yet synced is gone.
@@ -153,7 +157,12 @@ impl TurmoilStorage {
         if !std::mem::take(&mut disk.lost_writes_pending) {
             return Ok(());
         }
-        for (path, (length, synced)) in disk.lengths.iter_mut() {
+        let Disk {
+            lengths,
+            lost_paths,
+            ..
+        } = &mut *disk;
+        for (path, (length, synced)) in lengths.iter_mut() {
             if *length > *synced {
                 let file = simfs::OpenOptions::new()
                     .write(true)
@@ -161,6 +170,7 @@ impl TurmoilStorage {
                 file.set_len(*synced)?;
                 file.sync_all()?;
                 *length = *synced;
+                lost_paths.insert(path.clone());
             }
         }
         Ok(())
@@ -213,6 +223,11 @@ impl Storage for TurmoilStorage {
 
     async fn sync(&self, path: &str) -> io::Result<()> {
         self.check_io()?;
+        if self.disk.borrow_mut().lost_paths.remove(path) {
+            return Err(io::Error::other(
+                "injected: unsynced writes were lost (writeback error)",
+            ));
+        }
         let file = Self::resolve(path)?;
         simfs::OpenOptions::new()
             .write(true)

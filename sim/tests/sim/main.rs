@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod cli;
+mod disk;
 mod planted;
 mod scenarios;
 mod sweep;
