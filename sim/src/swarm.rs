@@ -7,8 +7,8 @@
 //!
 //! With `[chaos] swarm = true`, the `per_min` rates are maxima: for each listed kind in
 //! [`crate::fault::KIND_NAMES`] order, the seed's [`Stream::Swarm`] decides `on` with
-//! probability [`KIND_ON_PROBABILITY`] and a rate uniform in
-//! [[`RATE_FRACTION_MIN`], 1] times the maximum. The schedule is then drawn from that
+//! probability [`KIND_ON_PROBABILITY`] and a rate uniform between [`RATE_FRACTION_MIN`] and 1
+//! times the maximum. The schedule is then drawn from that
 //! configuration exactly as without swarm ([`crate::fault::draw_chaos`]), and the report records
 //! the configuration. A seed may switch every kind off: a fault-free run is a mix too.
 //!
