@@ -56,6 +56,64 @@ pub enum RecordLogError {
     },
 }
 
+/// Why a log of versioned, postcard-encoded records was refused (the journal's and the bus's
+/// logs: each record's payload is a format byte followed by the postcard body).
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error(transparent)]
+    Record(#[from] RecordLogError),
+    #[error("record {index}: format {found} is not supported (this version writes {supported})")]
+    UnsupportedFormat {
+        index: usize,
+        found: u8,
+        supported: u8,
+    },
+    #[error("record {index}: {reason}")]
+    Payload { index: usize, reason: String },
+    /// The records decode but contradict each other: the file was not written by a correct
+    /// service.
+    #[error("record {index} is inconsistent: {reason}")]
+    Inconsistent { index: usize, reason: String },
+}
+
+/// Appends `record` to `buffer` as one record: the format byte, then its postcard encoding.
+pub fn encode_versioned_into<T: serde::Serialize>(format: u8, record: &T, buffer: &mut Vec<u8>) {
+    let mut payload = vec![format];
+    payload.extend(postcard::to_stdvec(record).expect("a log record always serializes"));
+    encode_record_into(&payload, buffer);
+}
+
+/// The records of a log file written by `encode_versioned_into` with `format`, and the length
+/// of its torn tail (0 if none).
+pub fn decode_versioned<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    format: u8,
+) -> Result<(Vec<T>, usize), LogError> {
+    let scan = scan(bytes)?;
+    let mut records = Vec::with_capacity(scan.records.len());
+    for (index, payload) in scan.records.iter().enumerate() {
+        let Some((&found, body)) = payload.split_first() else {
+            return Err(LogError::Payload {
+                index,
+                reason: "empty record".to_owned(),
+            });
+        };
+        if found != format {
+            return Err(LogError::UnsupportedFormat {
+                index,
+                found,
+                supported: format,
+            });
+        }
+        let record = crate::framing::decode(body).map_err(|error| LogError::Payload {
+            index,
+            reason: error.to_string(),
+        })?;
+        records.push(record);
+    }
+    Ok((records, scan.torn_length))
+}
+
 /// What `scan` found in a file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Scan<'a> {

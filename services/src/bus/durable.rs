@@ -59,51 +59,14 @@ pub enum LogRecord {
     },
 }
 
-/// Why a log file was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum LogError {
-    #[error(transparent)]
-    Record(#[from] record_log::RecordLogError),
-    #[error(
-        "bus record {index}: format {found} is not supported (this version writes {FORMAT_VERSION})"
-    )]
-    UnsupportedFormat { index: usize, found: u8 },
-    #[error("bus record {index}: {reason}")]
-    Payload { index: usize, reason: String },
-    /// The record decodes but does not fit the state before it.
-    #[error("bus record {index} is inconsistent: {reason}")]
-    Inconsistent { index: usize, reason: String },
-}
+pub use crate::record_log::LogError;
 
 /// Appends one record to `buffer`.
 pub fn encode_into(record: &LogRecord, buffer: &mut Vec<u8>) {
-    let mut payload = vec![FORMAT_VERSION];
-    payload.extend(postcard::to_stdvec(record).expect("a record always serializes"));
-    record_log::encode_record_into(&payload, buffer);
+    record_log::encode_versioned_into(FORMAT_VERSION, record, buffer);
 }
 
 /// The records of a log file and the length of its torn tail (0 if none).
 pub fn decode_log(bytes: &[u8]) -> Result<(Vec<LogRecord>, usize), LogError> {
-    let scan = record_log::scan(bytes)?;
-    let mut records = Vec::with_capacity(scan.records.len());
-    for (index, payload) in scan.records.iter().enumerate() {
-        let Some((&format, body)) = payload.split_first() else {
-            return Err(LogError::Payload {
-                index,
-                reason: "empty record".to_owned(),
-            });
-        };
-        if format != FORMAT_VERSION {
-            return Err(LogError::UnsupportedFormat {
-                index,
-                found: format,
-            });
-        }
-        let record = crate::framing::decode(body).map_err(|error| LogError::Payload {
-            index,
-            reason: error.to_string(),
-        })?;
-        records.push(record);
-    }
-    Ok((records, scan.torn_length))
+    record_log::decode_versioned(bytes, FORMAT_VERSION)
 }

@@ -30,52 +30,14 @@ pub struct BatchRecord {
     pub events: Vec<BatchEvent>,
 }
 
-/// Why a log file was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum LogError {
-    #[error(transparent)]
-    Record(#[from] record_log::RecordLogError),
-    #[error(
-        "batch record {index}: format {found} is not supported (this version writes {FORMAT_VERSION})"
-    )]
-    UnsupportedFormat { index: usize, found: u8 },
-    #[error("batch record {index}: {reason}")]
-    Payload { index: usize, reason: String },
-    /// The records decode but contradict each other (a gap in positions or versions, an event
-    /// id twice): the file was not written by a correct journal.
-    #[error("batch record {index} is inconsistent: {reason}")]
-    Inconsistent { index: usize, reason: String },
-}
+pub use crate::record_log::LogError;
 
 /// Appends the record of one batch to `buffer`.
 pub fn encode_batch_into(batch: &BatchRecord, buffer: &mut Vec<u8>) {
-    let mut payload = vec![FORMAT_VERSION];
-    payload.extend(postcard::to_stdvec(batch).expect("a batch always serializes"));
-    record_log::encode_record_into(&payload, buffer);
+    record_log::encode_versioned_into(FORMAT_VERSION, batch, buffer);
 }
 
 /// The batches of a log file and the length of its torn tail (0 if none).
 pub fn decode_log(bytes: &[u8]) -> Result<(Vec<BatchRecord>, usize), LogError> {
-    let scan = record_log::scan(bytes)?;
-    let mut batches = Vec::with_capacity(scan.records.len());
-    for (index, payload) in scan.records.iter().enumerate() {
-        let Some((&format, body)) = payload.split_first() else {
-            return Err(LogError::Payload {
-                index,
-                reason: "empty record".to_owned(),
-            });
-        };
-        if format != FORMAT_VERSION {
-            return Err(LogError::UnsupportedFormat {
-                index,
-                found: format,
-            });
-        }
-        let batch = crate::framing::decode(body).map_err(|error| LogError::Payload {
-            index,
-            reason: error.to_string(),
-        })?;
-        batches.push(batch);
-    }
-    Ok((batches, scan.torn_length))
+    record_log::decode_versioned(bytes, FORMAT_VERSION)
 }
