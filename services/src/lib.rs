@@ -32,6 +32,7 @@
 pub mod bus;
 pub mod client;
 pub mod durable_server;
+pub mod edge;
 pub mod fieldbus;
 pub mod framing;
 pub mod gateway;
