@@ -36,6 +36,7 @@ pub mod edge;
 pub mod fieldbus;
 pub mod framing;
 pub mod gateway;
+pub mod http_workload;
 pub mod inventory;
 pub mod journal;
 pub mod motion;
