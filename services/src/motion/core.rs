@@ -18,20 +18,29 @@
 //!
 //! A failed write changes nothing here; the shell retries it, the answers keep waiting, and the
 //! client's deadline bounds the wait.
+//!
+//! With a bus (`MotionConfig::bus`), every announced change (move completed, aborted or
+//! interrupted; lease granted, released or expired) also adds a `MotionEvent` to the outbox
+//! (`event_outbox`) in the same call, so it is part of the same snapshot; `relayable` hands the
+//! shell the messages already on disk, and `relayed` removes the ones the bus acknowledged
+//! (and asks for the smaller state to be written). Without a bus none of this happens, and the
+//! versions, writes and answers are exactly those of a core without an outbox.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use control::{AxisController, DriveState, Feedback, SafetyRequest};
 
 use super::config::MotionConfig;
 use super::durable::DurableState;
+use super::event_outbox::EventOutbox;
 use super::lease::{Acquired, Fence, LeaseSlot};
 use super::move_table::{MoveOutcome, MoveRecord, MoveTable};
 use super::protocol::{
-    AbortReason, AxisName, AxisState, AxisStatus, HOLDER_LENGTH_MAX, LeaseView, MotionRequest,
-    MotionResponse, RejectReason,
+    AbortReason, AxisName, AxisState, AxisStatus, HOLDER_LENGTH_MAX, LeaseView, MotionEvent,
+    MotionRequest, MotionResponse, RejectReason,
 };
+use crate::bus::{MessageId, OutboxEntry};
 use crate::fieldbus::{DriveCommandFrame, DriveFeedbackFrame};
 
 /// Most answers that may wait for the disk at once; beyond, requests are refused `Overloaded`.
@@ -90,6 +99,7 @@ struct Settings {
     in_position_tolerance_rad: f64,
     settle_time_max: Duration,
     skip_fencing_check: bool,
+    planted_moves_twice: bool,
 }
 
 /// The motion service's state machine (see the module docs).
@@ -104,6 +114,10 @@ pub struct MotionCore {
     version_wanted: u64,
     version_durable: u64,
     pending: Vec<PendingReply>,
+    /// Messages for the bus (empty and inert without one).
+    events: EventOutbox,
+    /// Request ids the planted double move (`planted_moves_twice`) already started again.
+    planted_restarted: BTreeSet<u64>,
 }
 
 impl MotionCore {
@@ -111,8 +125,13 @@ impl MotionCore {
     /// `None` on first start). Moves that were in progress at the crash become `Interrupted`.
     pub fn new(config: &MotionConfig, recovered: Option<DurableState>) -> MotionCore {
         config.validate();
-        let recovered = recovered.unwrap_or_default();
-        let mut retired_tokens = recovered.tokens;
+        let DurableState {
+            tokens: mut retired_tokens,
+            moves: recovered_moves,
+            outbox,
+            event_sequences,
+        } = recovered.unwrap_or_default();
+        let mut events = EventOutbox::new(config.bus.is_some(), outbox, event_sequences);
         let axes = config
             .axes
             .iter()
@@ -129,7 +148,10 @@ impl MotionCore {
                 (name.clone(), slot)
             })
             .collect();
-        let (moves, interrupted) = MoveTable::recover(recovered.moves);
+        let (moves, interrupted) = MoveTable::recover(recovered_moves);
+        // Announced as part of version 1, the first write after the restart. A crash before it
+        // finds the moves in progress again and announces them again under the same ids.
+        let mut version_wanted = 0;
         for request_id in interrupted {
             let record = moves.get(request_id).expect("just recovered");
             tracing::info!(
@@ -138,6 +160,14 @@ impl MotionCore {
                 request_id,
                 target_rad = record.target_rad,
             );
+            let event = MotionEvent::MoveInterrupted {
+                axis: record.axis.clone(),
+                request_id,
+                target_rad: record.target_rad,
+            };
+            if events.announce(1, &event) {
+                version_wanted = 1;
+            }
         }
         MotionCore {
             axes,
@@ -148,10 +178,13 @@ impl MotionCore {
                 in_position_tolerance_rad: config.in_position_tolerance_rad,
                 settle_time_max: config.settle_time_max,
                 skip_fencing_check: config.skip_fencing_check,
+                planted_moves_twice: config.planted_moves_twice,
             },
-            version_wanted: 0,
+            version_wanted,
             version_durable: 0,
             pending: Vec::new(),
+            events,
+            planted_restarted: BTreeSet::new(),
         }
     }
 
@@ -221,6 +254,14 @@ impl MotionCore {
             return Some(rejected(RejectReason::Overloaded));
         }
         let slot = self.axes.get_mut(&axis).expect("axis checked by handle");
+        let renewal = slot
+            .lease
+            .live(now)
+            .is_some_and(|lease| lease.holder == holder);
+        if !renewal && !self.events.admits() {
+            // Backpressure: a new lease would announce a grant the full outbox cannot take.
+            return Some(rejected(RejectReason::Overloaded));
+        }
         let ttl = Duration::from_millis(u64::from(ttl_ms));
         match slot
             .lease
@@ -228,6 +269,13 @@ impl MotionCore {
         {
             Acquired::Granted { token } => {
                 self.version_wanted += 1;
+                let event = MotionEvent::LeaseGranted {
+                    axis: axis.clone(),
+                    holder: holder.clone(),
+                    token,
+                    ttl_ms,
+                };
+                self.events.announce(self.version_wanted, &event);
                 self.wait_for(
                     reply_to,
                     self.version_wanted,
@@ -269,12 +317,18 @@ impl MotionCore {
         let holder = slot.lease.live(now).map(|lease| lease.holder.clone());
         match slot.lease.release(now, token) {
             Fence::Current => {
+                let holder = holder.unwrap_or_default();
                 tracing::info!(
                     event = "lease_released",
                     axis = axis.as_str(),
-                    holder = holder.as_deref().unwrap_or_default(),
+                    holder = holder.as_str(),
                     token,
                 );
+                self.announce_alone(MotionEvent::LeaseReleased {
+                    axis: axis.clone(),
+                    holder,
+                    token,
+                });
                 MotionResponse::Released
             }
             Fence::Stale { token_current } => {
@@ -310,6 +364,22 @@ impl MotionCore {
                     request_id,
                     RejectReason::RequestIdReused,
                 ));
+            }
+            if self.settings.planted_moves_twice
+                && record.outcome.is_finished()
+                && !self.planted_restarted.contains(&request_id)
+                && self.could_start(now, &axis, token)
+            {
+                // PLANTED BUG (TEST ONLY, `planted_moves_twice`): the retry runs the move again.
+                tracing::warn!(
+                    event = "planted_move_restart",
+                    axis = axis.as_str(),
+                    request_id,
+                    outcome = outcome_kind(&record.outcome),
+                );
+                self.planted_restarted.insert(request_id);
+                self.moves.reopen_planted(request_id);
+                return self.record_move(reply_to, request_id, axis, target_rad, token, false);
             }
             let response = match &record.outcome {
                 MoveOutcome::InProgress => MotionResponse::InProgress,
@@ -379,10 +449,37 @@ impl MotionCore {
         if slot.active.is_some() || slot.controller.is_moving() {
             return Some(reject_move(&axis, request_id, RejectReason::Busy));
         }
-        if self.pending.len() >= PENDING_REPLIES_MAX {
+        // Backpressure of the outbox too: the move's outcome will be announced.
+        if self.pending.len() >= PENDING_REPLIES_MAX || !self.events.admits() {
             return Some(reject_move(&axis, request_id, RejectReason::Overloaded));
         }
+        self.record_move(reply_to, request_id, axis, target_rad, token, true)
+    }
 
+    /// Whether a move with `token` could start on `axis` now (the checks of a new move, without
+    /// their traces): for the planted double move only.
+    fn could_start(&self, now: Duration, axis: &AxisName, token: u64) -> bool {
+        let slot = &self.axes[axis];
+        (self.settings.skip_fencing_check || slot.lease.fence(now, token) == Fence::Current)
+            && slot.controller.state() == DriveState::OperationEnabled
+            && slot.active.is_none()
+            && !slot.controller.is_moving()
+            && self.pending.len() < PENDING_REPLIES_MAX
+            && self.events.admits()
+    }
+
+    /// Records the move (a new record if `new`, else the planted double move's reopened one)
+    /// and waits for the disk before starting it.
+    fn record_move(
+        &mut self,
+        reply_to: ReplyTo,
+        request_id: u64,
+        axis: AxisName,
+        target_rad: f64,
+        token: u64,
+        new: bool,
+    ) -> Option<MotionResponse> {
+        let slot = self.axes.get_mut(&axis).expect("axis checked by handle");
         self.version_wanted += 1;
         let version = self.version_wanted;
         slot.active = Some(ActiveMove {
@@ -390,12 +487,14 @@ impl MotionCore {
             target_rad,
             phase: MovePhase::Recording { version },
         });
-        self.moves.insert(MoveRecord {
-            request_id,
-            axis: axis.clone(),
-            target_rad,
-            outcome: MoveOutcome::InProgress,
-        });
+        if new {
+            self.moves.insert(MoveRecord {
+                request_id,
+                axis: axis.clone(),
+                target_rad,
+                outcome: MoveOutcome::InProgress,
+            });
+        }
         tracing::debug!(
             event = "move_recording",
             axis = axis.as_str(),
@@ -472,6 +571,7 @@ impl MotionCore {
     /// Ends leases whose time is up (the shell calls this every control period; `handle` does
     /// too, so a decision never rests on an expired lease).
     pub fn expire_leases(&mut self, now: Duration) {
+        let mut expired = Vec::new();
         for (axis, slot) in &mut self.axes {
             if let Some(lease) = slot.lease.expire(now) {
                 tracing::info!(
@@ -480,8 +580,45 @@ impl MotionCore {
                     holder = lease.holder.as_str(),
                     token = lease.token,
                 );
+                expired.push(MotionEvent::LeaseExpired {
+                    axis: axis.clone(),
+                    holder: lease.holder,
+                    token: lease.token,
+                });
             }
         }
+        for event in expired {
+            self.announce_alone(event);
+        }
+    }
+
+    /// Announces a change that needs no write of its own (leases are not durable): with a bus,
+    /// a new version carries the message; without, nothing happens.
+    fn announce_alone(&mut self, event: MotionEvent) {
+        if self.events.is_enabled() {
+            self.version_wanted += 1;
+            self.events.announce(self.version_wanted, &event);
+        }
+    }
+
+    /// The outbox's messages that are on disk, oldest first: what the shell's relay publishes
+    /// (empty without a bus).
+    pub fn relayable(&self) -> Vec<OutboxEntry> {
+        self.events.relayable(self.version_durable)
+    }
+
+    /// The bus acknowledged these messages: they leave the outbox, and the smaller state is
+    /// written (a crash before that write only makes the relay publish them again, which the
+    /// bus answers as duplicates).
+    pub fn relayed(&mut self, msg_ids: &[MessageId]) {
+        if self.events.confirm(msg_ids) > 0 {
+            self.version_wanted += 1;
+        }
+    }
+
+    /// Messages in the outbox (acknowledged ones leave it).
+    pub fn outbox_len(&self) -> usize {
+        self.events.len()
     }
 
     /// Whether the in-memory state is ahead of what is on disk.
@@ -495,9 +632,12 @@ impl MotionCore {
         for (axis, slot) in &self.axes {
             tokens.insert(axis.clone(), slot.lease.token_issued_max());
         }
+        let (outbox, event_sequences) = self.events.durable_parts();
         let state = DurableState {
             tokens,
             moves: self.moves.records().cloned().collect(),
+            outbox,
+            event_sequences,
         };
         (self.version_wanted, state)
     }
@@ -559,10 +699,18 @@ impl MotionCore {
                         detail = %error,
                     );
                     let request_id = active.request_id;
+                    let target_rad = active.target_rad;
                     slot.active = None;
+                    self.version_wanted += 1;
+                    let event = MotionEvent::MoveAborted {
+                        axis: axis.clone(),
+                        request_id,
+                        target_rad,
+                        reason: reason.clone(),
+                    };
+                    self.events.announce(self.version_wanted, &event);
                     self.moves
                         .finish(request_id, MoveOutcome::Aborted { reason });
-                    self.version_wanted += 1;
                 }
             }
         }
@@ -680,10 +828,29 @@ impl MotionCore {
                     unreachable!("follow_move ends moves as completed or aborted")
                 }
             }
-            self.moves.finish(active.request_id, outcome);
             // Recorded lazily: nobody waits for it, and a crash before the write leaves the
-            // record `InProgress`, which recovery answers as `Interrupted`, never as a re-run.
+            // record `InProgress`, which recovery answers as `Interrupted`, never as a re-run
+            // (and announces as interrupted: the announcement is in the same write).
             self.version_wanted += 1;
+            let event = match &outcome {
+                MoveOutcome::Completed { final_position_rad } => MotionEvent::MoveCompleted {
+                    axis: axis.clone(),
+                    request_id: active.request_id,
+                    target_rad: active.target_rad,
+                    final_position_rad: *final_position_rad,
+                },
+                MoveOutcome::Aborted { reason } => MotionEvent::MoveAborted {
+                    axis: axis.clone(),
+                    request_id: active.request_id,
+                    target_rad: active.target_rad,
+                    reason: reason.clone(),
+                },
+                MoveOutcome::InProgress | MoveOutcome::Interrupted => {
+                    unreachable!("follow_move ends moves as completed or aborted")
+                }
+            };
+            self.events.announce(self.version_wanted, &event);
+            self.moves.finish(active.request_id, outcome);
         }
         frame
     }

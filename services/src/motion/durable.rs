@@ -1,7 +1,13 @@
 //! The motion service's durable state and its on-disk format.
 //!
-//! Owns `DurableState` (the newest fencing token per axis and the move-id table) and its
-//! encoding: `MAGIC`, a format byte, the postcard payload, and a CRC-32C of everything before it.
+//! Owns `DurableState` (the newest fencing token per axis, the move-id table and, with a bus,
+//! the event outbox) and its encoding: `MAGIC`, a format byte, the postcard payload, and a
+//! CRC-32C of everything before it.
+//!
+//! Two formats: 1 holds tokens and moves only; 2 adds the outbox and the event sequences. A
+//! state with an empty outbox and no sequences (always the case without a bus) is written in
+//! format 1, so a service without a bus writes exactly the bytes it wrote before the outbox
+//! existed; both are read.
 //! It does not own when the state is written (the core decides, the shell calls
 //! `Storage::replace`, which is atomic and durable).
 //!
@@ -21,12 +27,16 @@ use serde::{Deserialize, Serialize};
 
 use super::move_table::MoveRecord;
 use super::protocol::AxisName;
+use crate::bus::Outbox;
 
 /// First bytes of a state file.
 pub const MAGIC: [u8; 4] = *b"SCMS";
 
-/// The format written by this version.
-pub const FORMAT_VERSION: u8 = 1;
+/// The format written by this version when the state has outbox parts.
+pub const FORMAT_VERSION: u8 = 2;
+
+/// The format without outbox parts (written when they are empty).
+pub const FORMAT_VERSION_NO_OUTBOX: u8 = 1;
 
 const CHECKSUM: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 const HEADER_LENGTH: usize = MAGIC.len() + 1;
@@ -39,6 +49,24 @@ pub struct DurableState {
     pub tokens: BTreeMap<AxisName, u64>,
     /// The move-id table, oldest first.
     pub moves: Vec<MoveRecord>,
+    /// Messages announced and not yet acknowledged by the bus (`event_outbox`).
+    pub outbox: Outbox,
+    /// The next event sequence per axis (`event_outbox::message_id`).
+    pub event_sequences: BTreeMap<AxisName, u64>,
+}
+
+/// Format 1's payload, borrowed for writing.
+#[derive(Serialize)]
+struct NoOutboxRef<'a> {
+    tokens: &'a BTreeMap<AxisName, u64>,
+    moves: &'a Vec<MoveRecord>,
+}
+
+/// Format 1's payload, for reading.
+#[derive(Deserialize)]
+struct NoOutbox {
+    tokens: BTreeMap<AxisName, u64>,
+    moves: Vec<MoveRecord>,
 }
 
 /// Why a state file was refused.
@@ -60,8 +88,17 @@ pub enum StateError {
 pub fn encode(state: &DurableState) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(256);
     bytes.extend_from_slice(&MAGIC);
-    bytes.push(FORMAT_VERSION);
-    let payload = postcard::to_stdvec(state).expect("the durable state always serializes");
+    let payload = if state.outbox.is_empty() && state.event_sequences.is_empty() {
+        bytes.push(FORMAT_VERSION_NO_OUTBOX);
+        postcard::to_stdvec(&NoOutboxRef {
+            tokens: &state.tokens,
+            moves: &state.moves,
+        })
+    } else {
+        bytes.push(FORMAT_VERSION);
+        postcard::to_stdvec(state)
+    }
+    .expect("the durable state always serializes");
     bytes.extend_from_slice(&payload);
     let checksum = CHECKSUM.checksum(&bytes);
     bytes.extend_from_slice(&checksum.to_le_bytes());
@@ -84,18 +121,27 @@ pub fn decode(bytes: &[u8]) -> Result<DurableState, StateError> {
     if body[..MAGIC.len()] != MAGIC {
         return Err(StateError::BadMagic);
     }
-    if body[MAGIC.len()] != FORMAT_VERSION {
-        return Err(StateError::UnsupportedFormat {
-            found: body[MAGIC.len()],
-        });
+    let payload = &body[HEADER_LENGTH..];
+    let payload_error = |error: crate::framing::FrameError| StateError::Payload(error.to_string());
+    match body[MAGIC.len()] {
+        FORMAT_VERSION => crate::framing::decode(payload).map_err(payload_error),
+        FORMAT_VERSION_NO_OUTBOX => {
+            let NoOutbox { tokens, moves } =
+                crate::framing::decode(payload).map_err(payload_error)?;
+            Ok(DurableState {
+                tokens,
+                moves,
+                ..DurableState::default()
+            })
+        }
+        found => Err(StateError::UnsupportedFormat { found }),
     }
-    crate::framing::decode(&body[HEADER_LENGTH..])
-        .map_err(|error| StateError::Payload(error.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bus::{MessageId, OutboxEntry, TopicName};
     use crate::motion::move_table::MoveOutcome;
     use crate::motion::protocol::AbortReason;
 
@@ -120,15 +166,45 @@ mod tests {
                     },
                 },
             ],
+            outbox: Outbox::default(),
+            event_sequences: BTreeMap::new(),
         }
+    }
+
+    /// `sample` with an outbox message and event sequences (format 2).
+    fn sample_with_outbox() -> DurableState {
+        let mut state = sample();
+        state
+            .outbox
+            .push(OutboxEntry {
+                msg_id: MessageId(7),
+                topic: TopicName::new("motion.events"),
+                payload: vec![1, 2, 3],
+            })
+            .unwrap();
+        state.event_sequences.insert(AxisName::new("x"), 1);
+        state
     }
 
     #[test]
     fn state_round_trips() {
-        // Goal: what is written is what is read. Method: encode and decode a state with every
-        // kind of field.
+        // Goal: what is written is what is read, in both formats, and a state without outbox
+        // parts keeps format 1 (a cell without a bus writes the bytes it always wrote). Method:
+        // encode and decode a state with every kind of field, without and with an outbox; check
+        // the format byte and that format 1's bytes are the plain (tokens, moves) payload.
         let state = sample();
-        assert_eq!(decode(&encode(&state)).unwrap(), state);
+        let bytes = encode(&state);
+        assert_eq!(bytes[MAGIC.len()], FORMAT_VERSION_NO_OUTBOX);
+        let old_payload = postcard::to_stdvec(&(&state.tokens, &state.moves)).unwrap();
+        assert_eq!(
+            &bytes[HEADER_LENGTH..bytes.len() - CHECKSUM_LENGTH],
+            &old_payload[..]
+        );
+        assert_eq!(decode(&bytes).unwrap(), state);
+        let state = sample_with_outbox();
+        let bytes = encode(&state);
+        assert_eq!(bytes[MAGIC.len()], FORMAT_VERSION);
+        assert_eq!(decode(&bytes).unwrap(), state);
     }
 
     #[test]
@@ -136,11 +212,12 @@ mod tests {
         // Goal: corruption never decodes into a different valid state (a lower token would
         // break fencing). Method: flip each bit of an encoded state in turn; every one must be
         // refused.
-        let bytes = encode(&sample());
-        for bit in 0..bytes.len() * 8 {
-            let mut corrupted = bytes.clone();
-            corrupted[bit / 8] ^= 1 << (bit % 8);
-            assert!(decode(&corrupted).is_err(), "bit {bit} flip accepted");
+        for bytes in [encode(&sample()), encode(&sample_with_outbox())] {
+            for bit in 0..bytes.len() * 8 {
+                let mut corrupted = bytes.clone();
+                corrupted[bit / 8] ^= 1 << (bit % 8);
+                assert!(decode(&corrupted).is_err(), "bit {bit} flip accepted");
+            }
         }
     }
 

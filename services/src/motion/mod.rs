@@ -29,6 +29,14 @@
 //!   `Aborted`, `Interrupted`) without any effect, even without a valid token. Moves running at a
 //!   crash come back `Interrupted` and are never resumed: at most once, never twice. A client
 //!   learns the outcome by re-sending the same move.
+//! - **Motion events on the bus** (`MotionConfig::bus`): each announced change is put in the
+//!   outbox by the core in the same snapshot as the change (`event_outbox`). The loop runs at
+//!   most one relay round at a time (`bus::relay`, in order, retried, ids fixed) over the
+//!   messages already on disk; the acknowledged ones leave the outbox and the state is written
+//!   again. A crash in between publishes them again after the restart, and the bus's duplicate
+//!   window stores them once. A round that gave up is started again after
+//!   `bus_relay_restart_delay`; meanwhile the outbox fills, and once it is nearly full new
+//!   leases and moves are refused `Overloaded` (backpressure, never a drop).
 //! - **Deadlines.** The RPC layer refuses requests whose budget ran out before dispatch. Once a
 //!   move is recorded it starts when its record is durable, whatever the client's deadline: the
 //!   client may retry with the same id and learn the outcome.
@@ -36,12 +44,16 @@
 //!   `lease_granted`, `lease_renewed`, `lease_released`, `lease_expired`, `stale_token`,
 //!   `move_accepted`, `move_duplicate`, `move_rejected`, `move_completed`, `move_aborted`,
 //!   `move_interrupted`, `axis_state`; and from the shell `motion_started`,
-//!   `state_write_failed`. Fields are plain values (axis, holder, token, request_id, target_rad,
+//!   `state_write_failed`; with a bus, from the relay, `outbox_relayed` (topic, msg_id,
+//!   sequence, duplicate, attempts) per acknowledged message and `motion_relay_stopped`
+//!   (reason, outbox) when a relay round gave up; with the planted double move,
+//!   `planted_move_restart` (axis, request_id, outcome) before the second `move_accepted`. Fields are plain values (axis, holder, token, request_id, target_rad,
 //!   final_position_rad, reason kinds): no addresses, no wall times.
 
 pub mod config;
 pub mod core;
 pub mod durable;
+pub mod event_outbox;
 pub mod lease;
 pub mod move_table;
 pub mod protocol;
@@ -54,16 +66,21 @@ use std::io;
 
 use futures_util::FutureExt;
 use futures_util::future::LocalBoxFuture;
+use rand_chacha::ChaCha8Rng;
+use rand_core::SeedableRng;
 use tokio::time::{Instant, MissedTickBehavior};
 
-pub use self::config::{MOTION_PORT, MotionConfig};
+pub use self::config::{MOTION_PORT, MotionConfig, RELAY_RNG_STREAM};
 pub use self::core::{MotionCore, ReplyTo};
 pub use self::durable::{DurableState, StateError};
+pub use self::event_outbox::{EventOutbox, message_id};
 pub use self::move_table::{MoveOutcome, MoveRecord};
 pub use self::protocol::{
-    AbortReason, AxisName, AxisState, AxisStatus, LeaseView, MotionRequest, MotionResponse,
-    Refusal, RejectReason,
+    AbortReason, AxisName, AxisState, AxisStatus, LeaseView, MOTION_EVENTS_TOPIC, MotionEvent,
+    MotionRequest, MotionResponse, Refusal, RejectReason,
 };
+use crate::bus::outbox::RelayStop;
+use crate::bus::{BusClient, MessageId};
 use crate::fieldbus::DriveLink;
 use crate::rpc::{Incoming, Responder, RpcServer};
 use crate::storage::Storage;
@@ -91,15 +108,26 @@ pub enum MotionError {
 // One event per loop turn, consumed at once: boxing the large variant would only add an
 // allocation per request.
 #[allow(clippy::large_enum_variant)]
-enum LoopEvent<S> {
+enum LoopEvent<S, T: Transport> {
     Tick,
     Written {
         version: u64,
         result: io::Result<()>,
     },
     WriteRetryDue,
+    Relayed(RelayEnd<T>),
+    RelayRetryDue,
     Request(Incoming<S, MotionRequest>),
 }
+
+/// The relay's tools, handed to each round and back.
+struct Relay<T: Transport> {
+    client: BusClient<T>,
+    rng: ChaCha8Rng,
+}
+
+/// What a relay round gives back: its tools, the acknowledged ids, why it stopped early.
+type RelayEnd<T> = (Relay<T>, Vec<MessageId>, Option<RelayStop>);
 
 /// Runs the motion service until dropped: recovers the durable state, binds `config.port`, and
 /// runs the control loop and the RPC server in one task (see the module docs). `links` holds one
@@ -143,6 +171,17 @@ where
         })?;
     let mut server = RpcServer::<T::Listener, MotionRequest>::new(listener);
     let mut links = links;
+    // The relay's tools while no round runs (`None` without a bus, or while one runs).
+    let mut relay_idle = config.bus.as_ref().map(|endpoint| {
+        let mut rng = ChaCha8Rng::seed_from_u64(config.bus_jitter_seed);
+        rng.set_stream(RELAY_RNG_STREAM);
+        Relay {
+            client: BusClient::with_port(transport.clone(), endpoint.host.clone(), endpoint.port),
+            rng,
+        }
+    });
+    let mut relay: Option<LocalBoxFuture<'static, RelayEnd<T>>> = None;
+    let mut relay_retry_at: Option<Instant> = None;
 
     let start = Instant::now();
     let mut control = tokio::time::interval(config.control_period);
@@ -172,6 +211,11 @@ where
                 .boxed_local(),
             );
         }
+        if relay_retry_at.is_none()
+            && let Some(tools) = relay_idle.take_if(|_| !core.relayable().is_empty())
+        {
+            relay = Some(relay_round(tools, core.relayable(), &config));
+        }
 
         let event = tokio::select! {
             biased;
@@ -180,6 +224,10 @@ where
                 if write.is_some() => LoopEvent::Written { version, result },
             () = tokio::time::sleep_until(write_retry_at.unwrap_or(start)),
                 if write_retry_at.is_some() => LoopEvent::WriteRetryDue,
+            end = async { relay.as_mut().expect("guarded by is_some").await },
+                if relay.is_some() => LoopEvent::Relayed(end),
+            () = tokio::time::sleep_until(relay_retry_at.unwrap_or(start)),
+                if relay_retry_at.is_some() => LoopEvent::RelayRetryDue,
             incoming = server.next_request() => LoopEvent::Request(incoming),
         };
 
@@ -215,6 +263,20 @@ where
                 }
             }
             LoopEvent::WriteRetryDue => write_retry_at = None,
+            LoopEvent::Relayed((tools, confirmed, stop)) => {
+                relay = None;
+                relay_idle = Some(tools);
+                core.relayed(&confirmed);
+                if let Some(stop) = stop {
+                    tracing::warn!(
+                        event = "motion_relay_stopped",
+                        reason = %stop,
+                        outbox = core.outbox_len(),
+                    );
+                    relay_retry_at = Some(Instant::now() + config.bus_relay_restart_delay);
+                }
+            }
+            LoopEvent::RelayRetryDue => relay_retry_at = None,
             LoopEvent::Request(Incoming { request, responder }) => {
                 let reply_to = ReplyTo(reply_next);
                 reply_next += 1;
@@ -227,4 +289,20 @@ where
             }
         }
     }
+}
+
+/// One relay round over `entries` (on disk, oldest first), owning its tools.
+fn relay_round<T: Transport>(
+    tools: Relay<T>,
+    entries: Vec<crate::bus::OutboxEntry>,
+    config: &MotionConfig,
+) -> LocalBoxFuture<'static, RelayEnd<T>> {
+    let (policy, timeout) = (config.bus_retry, config.bus_call_timeout);
+    async move {
+        let mut tools = tools;
+        let (confirmed, stop) =
+            crate::bus::relay(&tools.client, &entries, policy, timeout, &mut tools.rng).await;
+        (tools, confirmed, stop)
+    }
+    .boxed_local()
 }

@@ -126,6 +126,17 @@ impl MoveTable {
         record.outcome = outcome;
     }
 
+    /// PLANTED BUG support (TEST ONLY, `MotionConfig::planted_moves_twice`): puts a finished
+    /// record back in progress so the same request id runs again. A correct core never calls it.
+    pub fn reopen_planted(&mut self, request_id: u64) {
+        let record = self
+            .records
+            .get_mut(&request_id)
+            .expect("reopening a move that was never recorded");
+        assert!(record.outcome.is_finished(), "move {request_id} is running");
+        record.outcome = MoveOutcome::InProgress;
+    }
+
     /// The records, oldest first (the durable order).
     pub fn records(&self) -> impl Iterator<Item = &MoveRecord> {
         self.order.iter().map(|id| &self.records[id])

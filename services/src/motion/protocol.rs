@@ -273,3 +273,78 @@ pub struct LeaseView {
     pub token: u64,
     pub expires_in_ms: u64,
 }
+
+/// The bus topic the motion service publishes its events on (when it has a bus).
+pub const MOTION_EVENTS_TOPIC: &str = "motion.events";
+
+/// A state change of the motion service, as published on `MOTION_EVENTS_TOPIC` (the payload,
+/// postcard). Each is announced once it is durable (the outbox entry is written together with
+/// the change); a consumer may receive it more than once and de-duplicates by message id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum MotionEvent {
+    /// A move ended in position.
+    MoveCompleted {
+        axis: AxisName,
+        request_id: u64,
+        target_rad: f64,
+        final_position_rad: f64,
+    },
+    /// A recorded move did not end in position (or never started).
+    MoveAborted {
+        axis: AxisName,
+        request_id: u64,
+        target_rad: f64,
+        reason: AbortReason,
+    },
+    /// The service restarted while the move was running; it is never resumed.
+    MoveInterrupted {
+        axis: AxisName,
+        request_id: u64,
+        target_rad: f64,
+    },
+    /// A lease was granted with a new fencing token.
+    LeaseGranted {
+        axis: AxisName,
+        holder: String,
+        token: u64,
+        ttl_ms: u32,
+    },
+    /// The holder released its lease.
+    LeaseReleased {
+        axis: AxisName,
+        holder: String,
+        token: u64,
+    },
+    /// A lease ran out without renewal.
+    LeaseExpired {
+        axis: AxisName,
+        holder: String,
+        token: u64,
+    },
+}
+
+impl MotionEvent {
+    /// The axis the event is about.
+    pub fn axis(&self) -> &AxisName {
+        match self {
+            MotionEvent::MoveCompleted { axis, .. }
+            | MotionEvent::MoveAborted { axis, .. }
+            | MotionEvent::MoveInterrupted { axis, .. }
+            | MotionEvent::LeaseGranted { axis, .. }
+            | MotionEvent::LeaseReleased { axis, .. }
+            | MotionEvent::LeaseExpired { axis, .. } => axis,
+        }
+    }
+
+    /// A stable name for traces and journal event kinds.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MotionEvent::MoveCompleted { .. } => "move_completed",
+            MotionEvent::MoveAborted { .. } => "move_aborted",
+            MotionEvent::MoveInterrupted { .. } => "move_interrupted",
+            MotionEvent::LeaseGranted { .. } => "lease_granted",
+            MotionEvent::LeaseReleased { .. } => "lease_released",
+            MotionEvent::LeaseExpired { .. } => "lease_expired",
+        }
+    }
+}

@@ -72,6 +72,9 @@ pub struct OrdersConfig {
     pub subscription_wait: Duration,
     /// Most sagas this instance drives at once; others wait their turn.
     pub sagas_driven_max: usize,
+    /// The bus whose `motion.events` this instance consumes (group `orders`, see `consumer`);
+    /// `None`: no consumer, and the instance behaves exactly as without this field.
+    pub bus: Option<Endpoint>,
 }
 
 impl OrdersConfig {
@@ -81,7 +84,7 @@ impl OrdersConfig {
     /// polled every 20 ms; 30 s leases (at most motion's `lease_ttl_ms_max`, 60 s by default);
     /// takeover after 10 s of silence (Temporal's workflow task timeout) with heartbeats every
     /// 3 s (about a third of it, as Consul's TTL/3); drivers restart after 1 s; live polls of
-    /// 1 s; 64 sagas at once. Participants
+    /// 1 s; 64 sagas at once; no bus. Participants
     /// at their default ports on hosts `journal`, `inventory`; `motion` maps each axis.
     pub fn new(
         instance: impl Into<String>,
@@ -116,6 +119,7 @@ impl OrdersConfig {
             driver_restart_delay: Duration::from_secs(1),
             subscription_wait: Duration::from_secs(1),
             sagas_driven_max: 64,
+            bus: None,
         }
     }
 

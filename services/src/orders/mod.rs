@@ -28,8 +28,12 @@
 //!   position 0 (its projection: owner, phase, last activity). After a restart it resumes every
 //!   open saga it owns, from the stream.
 //! - **No spawned tasks.** One task: the RPC server, the subscription's long poll, the request
-//!   handlers and up to `sagas_driven_max` saga drivers, multiplexed with `FuturesUnordered` in
-//!   a `biased;` select.
+//!   handlers, up to `sagas_driven_max` saga drivers and, with a bus, one round of the motion
+//!   events' consumer (`consumer`), multiplexed with `FuturesUnordered` in a `biased;` select.
+//! - **Motion events** (`OrdersConfig::bus`): each instance consumes `motion.events` in group
+//!   `orders` and appends every message to the journal stream `axis-<axis>` under an event id
+//!   derived from its message id, then acks: the journal's idempotent append makes each message
+//!   take effect once (see `consumer`).
 //!
 //! Events (`tracing`, INFO, stable `event` field, plain fields), for SG1–SG6, each traced once
 //! the journal acknowledged the event it reports: `saga_started` (order, instance, part,
@@ -38,9 +42,12 @@
 //! `saga_compensated_step` (order, instance, step); `saga_completed` (order, instance,
 //! shortfall); `saga_compensated` (order, instance); `saga_owner_claimed` (order, instance,
 //! previous); `saga_ownership_lost` (order, instance, owner); `saga_resumed` (order, instance,
-//! version); `saga_invalid` (order, instance, reason); `orders_started` (instance, port).
+//! version); `saga_invalid` (order, instance, reason); `orders_started` (instance, port); and
+//! the consumer's `bus_message_applied`, `bus_message_duplicate`, `bus_message_not_applied`,
+//! `bus_message_undecodable` (fields in `consumer`).
 
 pub mod config;
+pub mod consumer;
 pub mod participants;
 pub mod projection;
 pub mod protocol;
@@ -69,6 +76,7 @@ pub use self::protocol::{
 };
 pub use self::saga::{Action, Command, Phase, Saga, SagaError, SagaEvent, Step, StepOutcome};
 use self::saga::{SAGA_STREAM_PREFIX, heartbeat_event, heartbeat_stream, stream_name};
+use crate::bus::BusClient;
 use crate::inventory::protocol::QUANTITY_MAX;
 use crate::journal::{
     CatchUpSubscription, EventData, ExpectedVersion, JournalClient, JournalResponse, RecordedEvent,
@@ -100,6 +108,8 @@ struct Context<T: Transport> {
     config: OrdersConfig,
     journal: JournalClient<T>,
     participants: Participants<T>,
+    /// The bus of the motion events' consumer, if configured.
+    bus: Option<BusClient<T>>,
     start: Instant,
 }
 
@@ -186,6 +196,9 @@ pub async fn run_orders<T: Transport>(
             config.journal.host.clone(),
             config.journal.port,
         ),
+        bus: config.bus.as_ref().map(|endpoint| {
+            BusClient::with_port(transport.clone(), endpoint.host.clone(), endpoint.port)
+        }),
         participants: Participants::new(transport, config.clone(), rng),
         start: Instant::now(),
         config,
@@ -202,6 +215,7 @@ enum LoopEvent<S> {
     Beat(Option<Option<u64>>),
     Handled(Responder<S>, OrdersResponse, Option<Saga>),
     Polled(CatchUpSubscription, Result<Vec<RecordedEvent>, RpcError>),
+    Consumed(Duration),
     Due,
     Request(Incoming<S, OrdersRequest>),
 }
@@ -216,6 +230,10 @@ async fn serve<T: Transport>(context: Rc<Context<T>>, listener: T::Listener) {
     let subscription = CatchUpSubscription::new(0, SAGA_STREAM_PREFIX, config.subscription_wait);
     let mut poll = Some(poll_journal(context.clone(), subscription, Duration::ZERO));
     let mut beat = Some(heartbeat(context.clone(), None, Duration::ZERO));
+    let mut consume: Option<LocalBoxFuture<'static, Duration>> = context
+        .bus
+        .is_some()
+        .then(|| consumer::consume_round(context.clone(), Duration::ZERO).boxed_local());
     loop {
         let (start, due) = projection.to_drive(context.now());
         for DriveOrder { order, claim } in start {
@@ -235,6 +253,8 @@ async fn serve<T: Transport>(context: Rc<Context<T>>, listener: T::Listener) {
             (subscription, result) = async { poll.as_mut().expect("always polling").await } => {
                 LoopEvent::Polled(subscription, result)
             }
+            delay = async { consume.as_mut().expect("guarded by is_some").await },
+                if consume.is_some() => LoopEvent::Consumed(delay),
             () = tokio::time::sleep_until(wake.unwrap_or(context.start)), if wake.is_some() => {
                 LoopEvent::Due
             }
@@ -263,6 +283,9 @@ async fn serve<T: Transport>(context: Rc<Context<T>>, listener: T::Listener) {
                     Err(_) => SUBSCRIPTION_RETRY_DELAY,
                 };
                 poll = Some(poll_journal(context.clone(), subscription, delay));
+            }
+            LoopEvent::Consumed(delay) => {
+                consume = Some(consumer::consume_round(context.clone(), delay).boxed_local());
             }
             LoopEvent::Due => {}
             LoopEvent::Request(Incoming { request, responder }) => {
