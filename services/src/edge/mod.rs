@@ -51,6 +51,9 @@ pub mod inventory;
 pub mod orders;
 pub mod reply;
 
+#[cfg(test)]
+mod shell_tests;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io;
