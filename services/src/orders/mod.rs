@@ -54,6 +54,8 @@ pub mod protocol;
 pub mod saga;
 
 #[cfg(test)]
+mod consumer_shell_tests;
+#[cfg(test)]
 mod saga_tests;
 #[cfg(test)]
 mod shell_tests;
