@@ -757,3 +757,380 @@ impl Oracle for StockConserved {
         self.first.take()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(t_ms: u64, host: &str, name: &str, fields: &[(&str, &str)]) -> TraceEvent {
+        TraceEvent {
+            t: Duration::from_millis(t_ms),
+            host: host.to_owned(),
+            name: name.to_owned(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    fn saga(t: u64, name: &str, order: &str, extra: &[(&str, &str)]) -> TraceEvent {
+        let mut fields = vec![("order", order), ("instance", "orders-1")];
+        fields.extend_from_slice(extra);
+        event(t, "orders-1", name, &fields)
+    }
+
+    fn step(t: u64, order: &str, step: &str, outcome: &str) -> TraceEvent {
+        saga(
+            t,
+            "saga_step",
+            order,
+            &[("step", step), ("outcome", outcome)],
+        )
+    }
+
+    /// An inventory change of part `p` for saga `saga` with the counts after it.
+    fn stock(t: u64, name: &str, saga: &str, q: &str, counts: [&str; 3]) -> TraceEvent {
+        event(
+            t,
+            "inventory",
+            name,
+            &[
+                ("saga", saga),
+                ("part", "p"),
+                ("quantity", q),
+                ("initial", "10"),
+                ("available", counts[0]),
+                ("reserved", counts[1]),
+                ("consumed", counts[2]),
+                ("expires_in_ms", "60000"),
+                ("after_expiry", "false"),
+            ],
+        )
+    }
+
+    fn lease(t: u64, name: &str, holder: &str, token: &str) -> TraceEvent {
+        event(
+            t,
+            "motion-1",
+            name,
+            &[
+                ("axis", "x"),
+                ("holder", holder),
+                ("token", token),
+                ("expires_in_ms", "30000"),
+                ("ttl_ms", "30000"),
+            ],
+        )
+    }
+
+    fn accepted(t: u64, request_id: &str) -> TraceEvent {
+        event(
+            t,
+            "motion-1",
+            "move_accepted",
+            &[
+                ("axis", "x"),
+                ("request_id", request_id),
+                ("target_rad", "1.0"),
+            ],
+        )
+    }
+
+    /// Order 1 completes; order 2 fails to lease and compensates; a late lease of order 2
+    /// arrives after its end and is still within its TTL at the end.
+    fn correct_history() -> Vec<TraceEvent> {
+        vec![
+            event(
+                0,
+                "inventory",
+                "stock_initialized",
+                &[("part", "p"), ("initial", "10")],
+            ),
+            event(1, "inventory", "inventory_started", &[("port", "7500")]),
+            saga(10, "saga_started", "1", &[("axis", "x")]),
+            stock(11, "stock_reserved", "1", "2", ["8", "2", "0"]),
+            step(12, "1", "reserve_part", "succeeded"),
+            lease(13, "lease_granted", "order-1", "1"),
+            step(14, "1", "lease_axis", "succeeded"),
+            accepted(15, "1"),
+            step(16, "1", "move", "succeeded"),
+            stock(17, "stock_committed", "1", "2", ["8", "0", "2"]),
+            step(18, "1", "commit_part", "succeeded"),
+            lease(19, "lease_released", "order-1", "1"),
+            step(20, "1", "release_axis", "succeeded"),
+            saga(21, "saga_completed", "1", &[("shortfall", "false")]),
+            saga(30, "saga_started", "2", &[("axis", "x")]),
+            stock(31, "stock_reserved", "2", "3", ["5", "3", "2"]),
+            step(32, "2", "reserve_part", "succeeded"),
+            step(33, "2", "lease_axis", "failed"),
+            saga(33, "saga_compensating", "2", &[("step", "lease_axis")]),
+            saga(34, "saga_compensated_step", "2", &[("step", "lease_axis")]),
+            stock(35, "stock_released", "2", "3", ["8", "0", "2"]),
+            saga(
+                36,
+                "saga_compensated_step",
+                "2",
+                &[("step", "reserve_part")],
+            ),
+            saga(37, "saga_compensated", "2", &[]),
+            // A late acquire of the deposed order: legitimately held until its TTL.
+            lease(40, "lease_granted", "order-2", "2"),
+            // A restart of the inventory restates the same counts.
+            event(
+                50,
+                "inventory",
+                "inventory_recovered",
+                &[
+                    ("part", "p"),
+                    ("initial", "10"),
+                    ("available", "8"),
+                    ("reserved", "0"),
+                    ("consumed", "2"),
+                ],
+            ),
+            event(51, "inventory", "inventory_started", &[("port", "7500")]),
+        ]
+    }
+
+    fn judge(id: &str, events: &[TraceEvent], end_ms: u64) -> Option<Violation> {
+        let mut oracle = oracles()
+            .into_iter()
+            .find(|o| o.id() == id)
+            .expect("a known id");
+        events.iter().for_each(|e| oracle.on_event(e));
+        oracle.finish(Duration::from_millis(end_ms))
+    }
+
+    fn with(mut events: Vec<TraceEvent>, more: Vec<TraceEvent>) -> Vec<TraceEvent> {
+        events.extend(more);
+        events
+    }
+
+    // Goal: every saga oracle holds on a correct history (a completed saga, a compensated one,
+    // a late lease within its TTL, an inventory restart) and each rule fails on the history
+    // that breaks it, naming what it found (positive and negative space). Method: hand-built
+    // event sequences; each violating case is the correct history with one change.
+    #[test]
+    fn judges_each_rule() {
+        for id in ["SG1", "SG2", "SG3", "SG5", "SG6"] {
+            assert_eq!(judge(id, &correct_history(), 20_000), None, "{id}");
+        }
+        let base = correct_history;
+        let drop_event = |name: &str, order: &str| -> Vec<TraceEvent> {
+            base()
+                .into_iter()
+                .filter(|e| !(e.name == name && e.field("order") == Some(order)))
+                .collect()
+        };
+        let cases: Vec<(&str, &str, Vec<TraceEvent>, u64)> = vec![
+            (
+                "SG1",
+                "saga 3 still open after 1 steps",
+                with(
+                    base(),
+                    vec![
+                        saga(60, "saga_started", "3", &[]),
+                        step(61, "3", "reserve_part", "succeeded"),
+                    ],
+                ),
+                20_000,
+            ),
+            (
+                "SG1",
+                "compensated [\"reserve_part\"], not [\"lease_axis\", \"reserve_part\"]",
+                base()
+                    .into_iter()
+                    .filter(|e| {
+                        !(e.name == "saga_compensated_step"
+                            && e.field("step") == Some("lease_axis"))
+                    })
+                    .collect(),
+                20_000,
+            ),
+            (
+                "SG1",
+                "saga 1 completed without steps [\"commit_part\"]",
+                base()
+                    .into_iter()
+                    .filter(|e| e.field("step") != Some("commit_part"))
+                    .collect(),
+                20_000,
+            ),
+            (
+                "SG1",
+                "saga 2 compensated without a failed step",
+                base()
+                    .into_iter()
+                    .filter(|e| e.field("outcome") != Some("failed"))
+                    .collect(),
+                20_000,
+            ),
+            (
+                "SG2",
+                "saga 1: saga_compensating lease_axis after its move succeeded",
+                with(
+                    drop_event("saga_completed", "1"),
+                    vec![saga(
+                        60,
+                        "saga_compensating",
+                        "1",
+                        &[("step", "lease_axis")],
+                    )],
+                ),
+                20_000,
+            ),
+            (
+                "SG2",
+                "saga 1: inventory release_tombstone on inventory after its move",
+                with(
+                    base(),
+                    vec![event(
+                        60,
+                        "inventory",
+                        "release_tombstone",
+                        &[("saga", "1")],
+                    )],
+                ),
+                20_000,
+            ),
+            (
+                "SG3",
+                "move 1 started again on motion-1 axis x",
+                with(base(), vec![accepted(60, "1")]),
+                20_000,
+            ),
+            (
+                "SG5",
+                "order 2: 3 of part p reserved on inventory still held at the end: taken before",
+                base()
+                    .into_iter()
+                    .filter(|e| e.name != "stock_released")
+                    .filter(|e| e.name != "inventory_recovered")
+                    .collect(),
+                20_000,
+            ),
+            (
+                "SG5",
+                "order 1: lease 1 of axis x on motion-1 still held at the end: taken before",
+                base()
+                    .into_iter()
+                    .filter(|e| e.name != "lease_released" && e.field("holder") != Some("order-2"))
+                    .collect(),
+                20_000,
+            ),
+            (
+                "SG5",
+                "order 2: lease 2 of axis x on motion-1 still held at the end: taken after its saga ended at 0.037 s, and past its expiry",
+                base(),
+                // The late lease expires at 30.04 s; no lease_expired by 31 s.
+                31_000,
+            ),
+            (
+                "SG5",
+                "order 9: lease 3 of axis x on motion-1 still held at the end: no saga",
+                with(base(), vec![lease(60, "lease_renewed", "order-9", "3")]),
+                20_000,
+            ),
+            (
+                "SG6",
+                "reports Counts { initial: 10, available: 8, reserved: 3",
+                with(
+                    base(),
+                    vec![stock(60, "stock_reserved", "4", "3", ["8", "3", "2"])],
+                ),
+                20_000,
+            ),
+            (
+                "SG6",
+                "saga 2: stock_released of 3 p, but its reservation is None",
+                with(
+                    base(),
+                    vec![stock(60, "stock_released", "2", "3", ["11", "0", "2"])],
+                ),
+                20_000,
+            ),
+            (
+                "SG6",
+                "a count went negative",
+                with(
+                    base(),
+                    vec![stock(60, "stock_reserved", "5", "9", ["0", "9", "2"])],
+                ),
+                20_000,
+            ),
+            (
+                "SG6",
+                "saga 6: stock_committed of 1 p, but its reservation is None",
+                with(
+                    base(),
+                    vec![stock(60, "stock_committed", "6", "1", ["8", "0", "3"])],
+                ),
+                20_000,
+            ),
+            (
+                "SG6",
+                "available 9 + reserved 0 + consumed 2 != initial 10",
+                with(
+                    base(),
+                    vec![event(
+                        60,
+                        "inventory",
+                        "inventory_recovered",
+                        &[
+                            ("part", "p"),
+                            ("initial", "10"),
+                            ("available", "9"),
+                            ("reserved", "0"),
+                            ("consumed", "2"),
+                        ],
+                    )],
+                ),
+                20_000,
+            ),
+            (
+                "SG6",
+                "recovered reserved 0 but recovered reservations hold 4",
+                with(
+                    base(),
+                    vec![
+                        event(
+                            60,
+                            "inventory",
+                            "inventory_recovered",
+                            &[
+                                ("part", "p"),
+                                ("initial", "10"),
+                                ("available", "8"),
+                                ("reserved", "0"),
+                                ("consumed", "2"),
+                            ],
+                        ),
+                        event(
+                            60,
+                            "inventory",
+                            "reservation_recovered",
+                            &[
+                                ("saga", "7"),
+                                ("part", "p"),
+                                ("quantity", "4"),
+                                ("expires_in_ms", "60000"),
+                            ],
+                        ),
+                        event(61, "inventory", "inventory_started", &[("port", "7500")]),
+                    ],
+                ),
+                20_000,
+            ),
+        ];
+        for (id, needle, events, end_ms) in cases {
+            let violation =
+                judge(id, &events, end_ms).unwrap_or_else(|| panic!("{id}: {needle}: not caught"));
+            assert!(
+                violation.detail.contains(needle),
+                "{id}: expected {needle:?} in {:?}",
+                violation.detail
+            );
+        }
+    }
+}
