@@ -860,8 +860,7 @@ mod tests {
             journal.crash();
             journal.append("saga-2", &[5]);
         });
-        let events = trace.lock().expect("trace").events().to_vec();
-        events
+        trace.lock().expect("trace").events().to_vec()
     }
 
     // Goal: the oracles judge what the real journal emits: a correct `JournalCore` passes all
