@@ -117,6 +117,17 @@ impl InventoryCore {
                 consumed = stock.consumed,
             );
         }
+        for (saga, record) in &core.records {
+            if let (RecordState::Pending, Some(part)) = (record.state, &record.part) {
+                tracing::info!(
+                    event = "reservation_recovered",
+                    saga = saga.0,
+                    part = part.as_str(),
+                    quantity = u64::from(record.quantity),
+                    expires_in_ms = duration_ms(core.reservation_ttl),
+                );
+            }
+        }
         for (part, initial) in &config.parts {
             if !core.parts.contains_key(part) {
                 let stock = StockView {
@@ -230,7 +241,18 @@ impl InventoryCore {
                 expires_at: Some(expires_at),
             },
         );
-        self.trace_change("stock_reserved", saga, &part, quantity);
+        let stock = self.parts[&part];
+        tracing::info!(
+            event = "stock_reserved",
+            saga = saga.0,
+            part = part.as_str(),
+            quantity = u64::from(quantity),
+            initial = stock.initial,
+            available = stock.available,
+            reserved = stock.reserved,
+            consumed = stock.consumed,
+            expires_in_ms = duration_ms(self.reservation_ttl),
+        );
         InventoryResponse::Reserved {
             expires_in_ms: duration_ms(self.reservation_ttl),
         }

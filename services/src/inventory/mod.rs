@@ -20,12 +20,14 @@
 //!   answer waits for the write of the state it was decided on.
 //!
 //! Events (`tracing`, INFO, stable `event` field, plain fields), for SG5 and SG6:
-//! `stock_reserved`, `stock_committed` (+ `after_expiry`), `stock_released`,
+//! `stock_reserved` (+ `expires_in_ms`), `stock_committed` (+ `after_expiry`), `stock_released`,
 //! `reservation_expired`, each with saga, part, quantity and the part's counts after the change
 //! (initial, available, reserved, consumed); `stock_refused` (saga, part, quantity, reason);
 //! `release_tombstone` (saga); `inventory_duplicate` (saga, request, state, refused);
-//! `stock_initialized` (part, initial); `inventory_recovered` (part and its counts) after a
-//! restart; `inventory_started` (port); from the shell `state_write_failed`.
+//! `stock_initialized` (part, initial); after a restart `inventory_recovered` (part and its
+//! counts) and `reservation_recovered` (saga, part, quantity, expires_in_ms) for every open
+//! reservation, before any other event of the new run; `inventory_started` (port); from the
+//! shell `state_write_failed`.
 
 pub mod config;
 pub mod core;

@@ -151,6 +151,7 @@ impl JournalCore {
             head = core.events.len() as u64,
             streams = core.streams.len() as u64,
             truncated_bytes = torn_length as u64,
+            digest = format!("{:016x}", core.digest()).as_str(),
         );
         Ok(core)
     }
@@ -223,6 +224,24 @@ impl JournalCore {
         self.events.len() as u64
     }
 
+    /// A digest of the log as the oracles see it (ES5): FNV-1a 64 over one line
+    /// `"<stream> <version> <position> <event id>\n"` per event in position order (the id as 32
+    /// hex digits, as `EventId` displays). Kinds and payloads are not in the trace, so not here.
+    pub fn digest(&self) -> u64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for (position, stored) in self.events.iter().enumerate() {
+            let line = format!(
+                "{} {} {position} {}\n",
+                stored.stream, stored.version, stored.id
+            );
+            for byte in line.bytes() {
+                hash ^= u64::from(byte);
+                hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        hash
+    }
+
     /// Events on disk.
     pub fn durable_count(&self) -> u64 {
         self.durable_count
@@ -282,6 +301,7 @@ impl JournalCore {
                 expected = expected.kind(),
                 expected_version = expected.exact(),
                 head,
+                event_ids = event_ids(&events.iter().map(|e| e.id).collect::<Vec<_>>()).as_str(),
             );
             let upto = self.streams.get(&stream).map_or(0, |positions| {
                 positions.last().expect("a stream has an event") + 1
@@ -323,9 +343,11 @@ impl JournalCore {
             stream = stream.as_str(),
             expected = expected.kind(),
             expected_version = expected.exact(),
+            head,
             version_first,
             count,
             position = position_first,
+            event_ids = event_ids(&record.events.iter().map(|e| e.id).collect::<Vec<_>>()).as_str(),
         );
         let response = JournalResponse::Appended {
             version_first,
@@ -362,6 +384,10 @@ impl JournalCore {
         }
         let version_first = first.version;
         let head_before = version_first.checked_sub(1);
+        let ids: Vec<EventId> = positions
+            .iter()
+            .map(|&position| self.events[position as usize].id)
+            .collect();
         if !expected.matches(head_before) {
             let head = self.head(stream);
             tracing::info!(
@@ -370,6 +396,7 @@ impl JournalCore {
                 expected = expected.kind(),
                 expected_version = expected.exact(),
                 head,
+                event_ids = event_ids(&ids).as_str(),
             );
             let upto = self.streams[stream].last().expect("the stream exists") + 1;
             return self.answer_when_durable(
@@ -388,6 +415,7 @@ impl JournalCore {
             version_first,
             count,
             position = positions[0],
+            event_ids = event_ids(&ids).as_str(),
         );
         let response = JournalResponse::Appended {
             version_first,
@@ -689,6 +717,18 @@ fn recorded(position: u64, stored: &Stored) -> RecordedEvent {
         kind: stored.kind.clone(),
         data: stored.data.clone(),
     }
+}
+
+/// Event ids for traces: 32 hex digits each, comma-separated, in batch order.
+fn event_ids(ids: &[EventId]) -> String {
+    let mut text = String::with_capacity(ids.len() * 33);
+    for (index, id) in ids.iter().enumerate() {
+        if index > 0 {
+            text.push(',');
+        }
+        text.push_str(&id.to_string());
+    }
+    text
 }
 
 fn trace_ack(stream: &StreamName, response: &JournalResponse) {

@@ -25,18 +25,22 @@
 //!   once and, when caught up, waits up to `wait_ms` for the next durable event.
 //!
 //! Events (`tracing`, INFO, stable `event` field, plain fields), enough for oracles ES1–ES6:
-//! - `journal_append` (stream, expected, expected_version, version_first, count, position): a
-//!   batch was decided (not yet durable);
+//! - `journal_append` (stream, expected, expected_version, head, version_first, count,
+//!   position, event_ids): a batch was decided (not yet durable); `head` is the stream's last
+//!   version the expected version was checked against (absent: no stream), `event_ids` the
+//!   batch's ids (32 hex digits each, comma-separated);
 //! - `journal_ack` (stream, version_first, count, position, duplicate): its answer was released
 //!   (after the sync, unless `ack_before_sync` is planted);
 //! - `journal_append_duplicate` (stream, expected, expected_version, version_first, count,
-//!   position): a re-send, nothing written;
-//! - `journal_append_conflict` (stream, expected, expected_version, head): wrong expected
-//!   version, `head` absent when the stream does not exist;
+//!   position, event_ids): a re-send, nothing written;
+//! - `journal_append_conflict` (stream, expected, expected_version, head, event_ids): wrong
+//!   expected version, `head` absent when the stream does not exist (for a re-send whose ids are
+//!   stored, the version was checked against the head before the stored batch);
 //! - `journal_append_rejected` (stream, reason);
-//! - `journal_recovered` (count, head, streams, truncated_bytes): after a start; `head` is the
-//!   next global position, so every `journal_append` at or above it was lost, and every
-//!   `journal_ack` must lie below it (ES6);
+//! - `journal_recovered` (count, head, streams, truncated_bytes, digest): after a start; `head`
+//!   is the next global position, so every `journal_append` at or above it was lost, and every
+//!   `journal_ack` must lie below it (ES6); `digest` (16 hex digits) is `JournalCore::digest`
+//!   of the recovered log, to compare with the log the appends built (ES5);
 //! - `journal_started` (port), and from the shared shell `state_write_failed` (service, ticket,
 //!   error_kind).
 

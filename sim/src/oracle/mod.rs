@@ -9,9 +9,11 @@
 //! Families live one per file: `physics.rs` (PH*), `liveness.rs` (LV*), `lease.rs` (SG4); the determinism oracle
 //! (DT1) compares two whole runs and so lives with the runner (`run.rs`).
 
+pub mod journal;
 pub mod lease;
 pub mod liveness;
 pub mod physics;
+pub mod saga;
 
 use std::time::Duration;
 
