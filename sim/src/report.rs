@@ -34,6 +34,9 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub swarm: Option<crate::swarm::SwarmConfig>,
     pub moves: MoveCounts,
+    /// The order path (scenarios with `[services]` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orders: Option<OrderCounts>,
     pub axes: Vec<AxisReport>,
 }
 
@@ -65,6 +68,27 @@ pub struct MoveCounts {
     pub latency_ms_p50: Option<f64>,
     pub latency_ms_p99: Option<f64>,
     pub latency_ms_max: Option<f64>,
+}
+
+/// What became of the orders, from the services' own events.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OrderCounts {
+    /// Orders the workload placed (first submission).
+    pub placed: u64,
+    /// Orders whose saga started (`saga_started`, each order once).
+    pub started: u64,
+    pub completed: u64,
+    pub compensated: u64,
+    /// Orders the workload gave up on before the gateway accepted them.
+    pub given_up: u64,
+    /// Sagas taken over by another orders instance.
+    pub takeovers: u64,
+    /// From a saga's start to its end (completed or compensated).
+    pub saga_ms_p50: Option<f64>,
+    pub saga_ms_p99: Option<f64>,
+    pub saga_ms_max: Option<f64>,
+    /// Every HTTP status the gateway answered, with its count.
+    pub gateway_statuses: std::collections::BTreeMap<u16, u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]

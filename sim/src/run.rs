@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use crate::fault::{Fault, draw_chaos};
 use crate::oracle::{self, AxisSample, Oracle, Violation};
-use crate::report::{AxisReport, Expectation, MoveCounts, OracleReport, Report, Samples, Verdict};
+use crate::report::{
+    AxisReport, Expectation, MoveCounts, OracleReport, OrderCounts, Report, Samples, Verdict,
+};
 use crate::scenario::Scenario;
 use crate::seed::{Seed, Stream};
 use crate::trace::{Trace, TraceEvent, TraceSubscriber};
@@ -165,6 +167,7 @@ pub fn run_observed(
             .as_ref()
             .and_then(|chaos| crate::swarm::for_seed(chaos, seed)),
         moves: first.stats.moves(),
+        orders: first.stats.orders.as_ref().map(OrderStats::counts),
         axes: first.axes,
     };
     RunOutput {
@@ -283,9 +286,79 @@ struct Statistics {
     requested: BTreeMap<(String, u64), Duration>,
     latencies_ms: Vec<f64>,
     counts: MoveCounts,
+    /// The order path, when the scenario runs it.
+    orders: Option<OrderStats>,
     series: Vec<AxisSeries>,
     decimation: u64,
     record_series: bool,
+}
+
+#[derive(Default)]
+struct OrderStats {
+    counts: OrderCounts,
+    /// Order → when its saga started (first `saga_started`), until it ends.
+    running: BTreeMap<u64, Duration>,
+    started: std::collections::BTreeSet<u64>,
+    ended: std::collections::BTreeSet<u64>,
+    saga_ms: Vec<f64>,
+}
+
+impl OrderStats {
+    fn on_event(&mut self, e: &TraceEvent) {
+        let order = || e.field_u64("order");
+        match e.name.as_str() {
+            "order_submitted" if e.field_u64("attempt") == Some(1) => self.counts.placed += 1,
+            "order_given_up" => self.counts.given_up += 1,
+            "saga_started" => {
+                if let Some(order) = order()
+                    && self.started.insert(order)
+                {
+                    self.counts.started += 1;
+                    self.running.insert(order, e.t);
+                }
+            }
+            "saga_completed" | "saga_compensated" => {
+                if let Some(order) = order()
+                    && self.ended.insert(order)
+                {
+                    if e.name == "saga_completed" {
+                        self.counts.completed += 1;
+                    } else {
+                        self.counts.compensated += 1;
+                    }
+                    if let Some(at) = self.running.remove(&order) {
+                        self.saga_ms.push((e.t - at).as_secs_f64() * 1e3);
+                    }
+                }
+            }
+            "saga_owner_claimed" => self.counts.takeovers += 1,
+            "http_request" => {
+                if let Some(status) = e.field_u64("status").and_then(|s| u16::try_from(s).ok()) {
+                    *self.counts.gateway_statuses.entry(status).or_default() += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn counts(&self) -> OrderCounts {
+        let mut counts = self.counts.clone();
+        let mut sorted = self.saga_ms.clone();
+        sorted.sort_by(f64::total_cmp);
+        counts.saga_ms_p50 = quantile(&sorted, 0.5);
+        counts.saga_ms_p99 = quantile(&sorted, 0.99);
+        counts.saga_ms_max = sorted.last().copied();
+        counts
+    }
+}
+
+/// The `q` quantile of sorted values (nearest rank), `None` when there are none.
+fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
+    Some(sorted[index])
 }
 
 #[derive(Default)]
@@ -318,6 +391,7 @@ impl Statistics {
             requested: BTreeMap::new(),
             latencies_ms: Vec::new(),
             counts: MoveCounts::default(),
+            orders: scenario.services.as_ref().map(|_| OrderStats::default()),
             series: scenario
                 .axes
                 .iter()
@@ -332,6 +406,9 @@ impl Statistics {
     }
 
     fn on_event(&mut self, e: &TraceEvent) {
+        if let Some(orders) = self.orders.as_mut() {
+            orders.on_event(e);
+        }
         let key = || (e.host.clone(), e.field_u64("request_id").unwrap_or(0));
         match e.name.as_str() {
             "move_requested" => {
@@ -422,15 +499,8 @@ impl Statistics {
         let mut counts = self.counts.clone();
         let mut sorted = self.latencies_ms.clone();
         sorted.sort_by(f64::total_cmp);
-        let quantile = |q: f64| -> Option<f64> {
-            if sorted.is_empty() {
-                return None;
-            }
-            let index = ((sorted.len() - 1) as f64 * q).round() as usize;
-            Some(sorted[index])
-        };
-        counts.latency_ms_p50 = quantile(0.5);
-        counts.latency_ms_p99 = quantile(0.99);
+        counts.latency_ms_p50 = quantile(&sorted, 0.5);
+        counts.latency_ms_p99 = quantile(&sorted, 0.99);
         counts.latency_ms_max = sorted.last().copied();
         counts
     }

@@ -22,6 +22,14 @@ pub enum Stream {
     Fieldbus(u32),
     /// Retry jitter of workload client `k`.
     Client(u32),
+    /// The gateway's retry jitter.
+    Gateway,
+    /// Retry jitter of orders instance `k`.
+    Orders(u32),
+    /// Retry jitter of the HTTP workload (orders and requests) of client `k`.
+    HttpClient(u32),
+    /// Relay backoff jitter of motion host `k`'s event outbox.
+    MotionBus(u32),
 }
 
 impl Stream {
@@ -35,6 +43,10 @@ impl Stream {
             Stream::PlantNoise(k) => indexed(1, k),
             Stream::Fieldbus(k) => indexed(2, k),
             Stream::Client(k) => indexed(3, k),
+            Stream::Gateway => 4,
+            Stream::Orders(k) => indexed(4, k),
+            Stream::HttpClient(k) => indexed(5, k),
+            Stream::MotionBus(k) => indexed(6, k),
         }
     }
 }

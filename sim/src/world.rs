@@ -141,11 +141,35 @@ impl<'a> World<'a> {
             let name = format!("motion-{k}");
             let disk = disks[&name].clone();
             let host_links = links.remove(&name).unwrap_or_default();
-            hosts::register_motion(&mut sim, scenario, &name, disk, host_links);
+            hosts::register_motion(
+                &mut sim,
+                scenario,
+                &name,
+                disk,
+                host_links,
+                seed.derive_u64(Stream::MotionBus(k)),
+            );
         }
         for k in 1..=scenario.clients {
             let name = format!("client-{k}");
-            hosts::register_client(&mut sim, scenario, k, &name, seed.rng(Stream::Client(k)));
+            hosts::register_client(
+                &mut sim,
+                scenario,
+                k,
+                &name,
+                seed.rng(Stream::Client(k)),
+                seed.rng(Stream::HttpClient(k)),
+            );
+        }
+        if let Some(services) = &scenario.services {
+            hosts::register_registry(&mut sim, services);
+            hosts::register_journal(&mut sim, scenario, disks["journal"].clone());
+            hosts::register_bus(&mut sim, scenario, disks["bus"].clone());
+            hosts::register_inventory(&mut sim, services, disks["inventory"].clone());
+            for k in 1..=services.orders_instances {
+                hosts::register_orders(&mut sim, scenario, k, seed.rng(Stream::Orders(k)));
+            }
+            hosts::register_gateway(&mut sim, services, seed.rng(Stream::Gateway));
         }
 
         for link in &scenario.network.links {

@@ -1,9 +1,10 @@
 //! Liveness oracles (LV*): once the faults heal, the cell finishes its work.
 //!
 //! Judged on the workload clients' own events (`move_requested`, `move_succeeded`,
-//! `move_failed`) and the harness's `fault_healed` events.
+//! `move_failed`), the harness's `fault_healed` events and, for orders, the orders services'
+//! `saga_completed`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::{FirstViolation, Oracle, Violation};
@@ -11,7 +12,7 @@ use crate::scenario::Scenario;
 use crate::trace::TraceEvent;
 
 pub(crate) fn for_scenario(scenario: &Scenario) -> Vec<Box<dyn Oracle>> {
-    vec![
+    let mut oracles: Vec<Box<dyn Oracle>> = vec![
         Box::new(MovesTerminate {
             settle: scenario.settle,
             requested: BTreeMap::new(),
@@ -22,7 +23,14 @@ pub(crate) fn for_scenario(scenario: &Scenario) -> Vec<Box<dyn Oracle>> {
             floor: scenario.expect.moves_completed_min,
             completed: 0,
         }),
-    ]
+    ];
+    if scenario.services.is_some() {
+        oracles.push(Box::new(OrdersFloor {
+            floor: scenario.expect.orders_completed_min,
+            completed: BTreeSet::new(),
+        }));
+    }
+    oracles
 }
 
 /// LV1.
@@ -102,6 +110,37 @@ impl Oracle for CompletedFloor {
                 "{} moves succeeded, the floor is {}",
                 self.completed, self.floor
             ),
+        })
+    }
+}
+
+/// LV3.
+struct OrdersFloor {
+    floor: u32,
+    /// Orders whose saga completed (an order is counted once, whichever instance reports it).
+    completed: BTreeSet<u64>,
+}
+
+impl Oracle for OrdersFloor {
+    fn id(&self) -> &'static str {
+        "LV3"
+    }
+    fn statement(&self) -> &'static str {
+        "at least the scenario's `orders_completed_min` orders complete their saga"
+    }
+    fn on_event(&mut self, e: &TraceEvent) {
+        if e.name == "saga_completed" {
+            let order = e
+                .field_u64("order")
+                .unwrap_or_else(|| panic!("saga_completed without order: {e}"));
+            self.completed.insert(order);
+        }
+    }
+    fn finish(&mut self, end: Duration) -> Option<Violation> {
+        let completed = self.completed.len();
+        (completed < self.floor as usize).then(|| Violation {
+            t: end,
+            detail: format!("{completed} orders completed, the floor is {}", self.floor),
         })
     }
 }

@@ -6,8 +6,9 @@
 //! nothing, and it judges the plant's ground truth, never a sensor. Each has a stable id, used by
 //! scenarios' `[expect]` and in reports, and a one-line statement of what it checks.
 //!
-//! Families live one per file: `physics.rs` (PH*), `liveness.rs` (LV*), `lease.rs` (SG4); the determinism oracle
-//! (DT1) compares two whole runs and so lives with the runner (`run.rs`).
+//! Families live one per file: `physics.rs` (PH*), `liveness.rs` (LV*), `lease.rs` (SG4),
+//! `saga.rs` (SG1–SG3, SG5, SG6), `journal.rs` (ES*); the determinism oracle (DT1) compares two
+//! whole runs and so lives with the runner (`run.rs`).
 
 pub mod journal;
 pub mod lease;
@@ -58,10 +59,22 @@ pub trait Oracle {
 }
 
 /// Every oracle for a scenario, in report order.
+///
+/// The families of the order path (sagas, journal, bus, resilience, gateway, registry) judge
+/// only scenarios that run it (`[services]`): elsewhere they would pass without having seen
+/// anything.
 pub fn for_scenario(scenario: &Scenario) -> Vec<Box<dyn Oracle>> {
     let mut oracles = physics::for_scenario(scenario);
     oracles.extend(liveness::for_scenario(scenario));
-    oracles.extend(lease::for_scenario(scenario));
+    let mut sagas = lease::for_scenario(scenario);
+    if scenario.services.is_some() {
+        sagas.extend(saga::oracles());
+        sagas.sort_by_key(|o| o.id());
+        oracles.extend(sagas);
+        oracles.extend(journal::oracles());
+    } else {
+        oracles.extend(sagas);
+    }
     oracles
 }
 

@@ -42,10 +42,6 @@ use super::{FirstViolation, Oracle, Violation};
 use crate::trace::TraceEvent;
 
 /// Every oracle of the family, in report order.
-#[allow(
-    dead_code,
-    reason = "the integration adds the family to `for_scenario` for the scenarios that run its services"
-)]
 pub(crate) fn oracles() -> Vec<Box<dyn Oracle>> {
     vec![
         Box::new(SagaEnds::default()),

@@ -23,6 +23,9 @@ pub(crate) struct ScenarioFile {
     pub(crate) seed: u64,
     #[serde(default)]
     pub(crate) cell: CellFile,
+    /// The order path of the cell (`super::services`); absent: motion hosts and move clients only.
+    #[serde(default)]
+    pub(crate) services: Option<Spanned<super::services::ServicesFile>>,
     #[serde(default)]
     pub(crate) network: NetworkFile,
     pub(crate) axis: BTreeMap<String, Spanned<AxisFile>>,
@@ -209,6 +212,12 @@ pub(crate) struct WorkloadFile {
     pub(crate) cycles: Vec<Spanned<CycleFile>>,
     #[serde(default)]
     pub(crate) retry: RetryFile,
+    /// Orders placed through the gateway (`super::services`).
+    #[serde(default)]
+    pub(crate) orders: Option<Spanned<super::services::OrderWorkloadFile>>,
+    /// Raw HTTP requests through the gateway.
+    #[serde(default, rename = "request")]
+    pub(crate) requests: Vec<Spanned<super::services::RequestFile>>,
 }
 
 /// One move at a given time.
@@ -361,6 +370,9 @@ pub(crate) struct ExpectFile {
     /// Liveness floor: at least this many moves completed.
     #[serde(default)]
     pub(crate) moves_completed_min: u32,
+    /// Liveness floor of the order path: at least this many orders complete their saga.
+    #[serde(default)]
+    pub(crate) orders_completed_min: u32,
 }
 
 /// `[planted]`: TEST ONLY. Each switch plants a known bug in the cell, so that a test can show an
@@ -379,4 +391,16 @@ pub(crate) struct PlantedFile {
     /// The harness records an event whose value differs between runs (DT1 must catch it).
     #[serde(default)]
     pub(crate) trace_nondeterministic: bool,
+    /// The journal acknowledges appends before syncing them:
+    /// `services::journal::JournalConfig::ack_before_sync` (ES6 must catch it).
+    #[serde(default)]
+    pub(crate) journal_acks_before_sync: bool,
+    /// The bus drops a message after its last delivery instead of dead-lettering it:
+    /// `services::bus::BusConfig::drop_after_max_deliver` (MQ1 must catch it).
+    #[serde(default)]
+    pub(crate) bus_drops_after_max_deliver: bool,
+    /// The motion service starts a retried move again instead of answering its outcome:
+    /// `services::motion::MotionConfig::planted_moves_twice` (SG3 must catch it).
+    #[serde(default)]
+    pub(crate) motion_moves_twice: bool,
 }

@@ -7,6 +7,7 @@
 //! how to fix it. What a scenario *means* at run time (hosts, links, drives) is `world.rs`.
 
 mod file;
+pub mod services;
 mod source;
 
 use std::collections::BTreeSet;
@@ -71,6 +72,12 @@ pub struct Scenario {
     pub expect: Expect,
     /// TEST ONLY: planted bugs (`[planted]`); all off in any real scenario.
     pub planted: Planted,
+    /// The order path of the cell (`[services]`), if it runs.
+    pub services: Option<services::Services>,
+    /// `[workload.orders]`, dealt to the clients in turn.
+    pub order_workload: Option<services::OrderWorkload>,
+    /// `[[workload.request]]`, in time order, dealt to the clients in turn.
+    pub requests: Vec<services::Request>,
 }
 
 /// `[planted]` resolved: TEST ONLY switches that plant known bugs, so that tests can show the
@@ -83,6 +90,12 @@ pub struct Planted {
     pub drive_ignores_watchdog: bool,
     /// The harness records a value that differs between runs.
     pub trace_nondeterministic: bool,
+    /// The journal acknowledges appends before they are synced (ES6).
+    pub journal_acks_before_sync: bool,
+    /// The bus drops a message after its last delivery instead of dead-lettering it (MQ1).
+    pub bus_drops_after_max_deliver: bool,
+    /// The motion service starts a retried move again (SG3).
+    pub motion_moves_twice: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -177,6 +190,7 @@ pub struct Expect {
     /// Oracle ids the scenario shows failing on purpose.
     pub failing: Vec<String>,
     pub moves_completed_min: u32,
+    pub orders_completed_min: u32,
 }
 
 impl Axis {
@@ -247,7 +261,30 @@ impl Scenario {
         let mut hosts = Vec::new();
         hosts.extend((1..=self.clients).map(|k| format!("client-{k}")));
         hosts.extend((1..=self.motion_hosts).map(|k| format!("motion-{k}")));
+        hosts.extend(self.service_hosts());
         hosts
+    }
+
+    /// The hosts of the order path (`[services]`), in a fixed order; none without it.
+    pub fn service_hosts(&self) -> Vec<String> {
+        let Some(services) = &self.services else {
+            return Vec::new();
+        };
+        let mut hosts: Vec<String> = ["gateway", "registry", "bus", "journal", "inventory"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        hosts.extend((1..=services.orders_instances).map(|k| format!("orders-{k}")));
+        hosts
+    }
+
+    /// The orders instances' host names.
+    pub fn orders_hosts(&self) -> Vec<String> {
+        self.services.as_ref().map_or(Vec::new(), |s| {
+            (1..=s.orders_instances)
+                .map(|k| format!("orders-{k}"))
+                .collect()
+        })
     }
 
     /// The host pairs that talk to each other (the links network faults can hit).
@@ -258,6 +295,36 @@ impl Scenario {
                 links.push((format!("client-{client}"), format!("motion-{motion}")));
             }
         }
+        if self.services.is_some() {
+            let motions: Vec<String> = (1..=self.motion_hosts)
+                .map(|k| format!("motion-{k}"))
+                .collect();
+            let orders = self.orders_hosts();
+            let mut pair = |a: &str, b: &str| links.push((a.to_owned(), b.to_owned()));
+            for client in 1..=self.clients {
+                pair(&format!("client-{client}"), "gateway");
+            }
+            for upstream in orders
+                .iter()
+                .chain(&motions)
+                .chain(["inventory".to_owned()].iter())
+            {
+                pair("gateway", upstream);
+                pair(upstream, "registry");
+            }
+            pair("gateway", "registry");
+            for o in &orders {
+                pair(o, "journal");
+                pair(o, "inventory");
+                pair(o, "bus");
+                for m in &motions {
+                    pair(o, m);
+                }
+            }
+            for m in &motions {
+                pair(m, "bus");
+            }
+        }
         links
     }
 
@@ -266,6 +333,7 @@ impl Scenario {
         ChaosTargets {
             hosts: (1..=self.motion_hosts)
                 .map(|k| format!("motion-{k}"))
+                .chain(self.service_hosts())
                 .collect(),
             links: self.links(),
             axes: self.axes.iter().map(|a| a.name.clone()).collect(),
@@ -383,13 +451,21 @@ impl Checker<'_> {
                 oracles: file.expect.oracles.as_ref().map(|o| o.get_ref().clone()),
                 failing: file.expect.failing.clone(),
                 moves_completed_min: file.expect.moves_completed_min,
+                orders_completed_min: file.expect.orders_completed_min,
             },
             planted: Planted {
                 motion_skips_fencing: file.planted.motion_skips_fencing,
                 drive_ignores_watchdog: file.planted.drive_ignores_watchdog,
                 trace_nondeterministic: file.planted.trace_nondeterministic,
+                journal_acks_before_sync: file.planted.journal_acks_before_sync,
+                bus_drops_after_max_deliver: file.planted.bus_drops_after_max_deliver,
+                motion_moves_twice: file.planted.motion_moves_twice,
             },
+            services: None,
+            order_workload: None,
+            requests: Vec::new(),
         };
+        self.check_services(&file, &mut scenario)?;
         for (i, axis) in scenario.axes.iter().enumerate() {
             let client = scenario.client_of(&axis.name);
             if let Some(other) = scenario.axes[..i].iter().find(|o| {
@@ -1044,6 +1120,40 @@ impl Checker<'_> {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// `[services]`, `[workload.orders]` and `[[workload.request]]`.
+    fn check_services(
+        &self,
+        file: &ScenarioFile,
+        scenario: &mut Scenario,
+    ) -> Result<(), ScenarioError> {
+        let fail = |span: std::ops::Range<usize>, message: String| self.error(span, message);
+        let checker = services::ServicesChecker { fail: &fail };
+        let axes: Vec<String> = scenario.axes.iter().map(|a| a.name.clone()).collect();
+        let Some(services_file) = &file.services else {
+            if let Some(orders) = &file.workload.orders {
+                return Err(self.error(
+                    orders.span(),
+                    "[workload.orders]: orders go through the gateway: add `[services]` to run the order path",
+                ));
+            }
+            if let Some(request) = file.workload.requests.first() {
+                return Err(self.error(
+                    request.span(),
+                    "[[workload.request]]: requests go to the gateway: add `[services]` to run it",
+                ));
+            }
+            return Ok(());
+        };
+        let resolved = checker.check(services_file)?;
+        if let Some(orders) = &file.workload.orders {
+            scenario.order_workload =
+                Some(checker.check_orders(orders, &resolved, &axes, scenario.duration)?);
+        }
+        scenario.requests = checker.check_requests(&file.workload.requests, scenario.duration)?;
+        scenario.services = Some(resolved);
         Ok(())
     }
 
