@@ -9,9 +9,14 @@
 //! Families live one per file: `physics.rs` (PH*), `liveness.rs` (LV*), `lease.rs` (SG4); the determinism oracle
 //! (DT1) compares two whole runs and so lives with the runner (`run.rs`).
 
+pub mod breaker;
+pub mod bus;
+pub mod gateway;
 pub mod lease;
 pub mod liveness;
 pub mod physics;
+pub mod registry;
+pub mod retry;
 
 use std::time::Duration;
 
