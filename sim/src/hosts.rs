@@ -213,6 +213,9 @@ fn http_workload(scenario: &Scenario, k: u32, name: &str) -> Option<HttpWorkload
         if let Some(deadline) = w.deadline {
             config.retry.deadline = deadline;
         }
+        if let Some(attempts) = w.attempts_max {
+            config.retry.attempts_max = attempts;
+        }
     }
     config.poll_until = scenario.duration;
     Some(config)
@@ -242,8 +245,10 @@ async fn run_service<E: std::fmt::Display>(
 }
 
 /// The registry host.
-pub(crate) fn register_registry(sim: &mut turmoil::Sim<'_>, services: &Services) {
-    let config = services.registry;
+pub(crate) fn register_registry(sim: &mut turmoil::Sim<'_>, scenario: &Scenario) {
+    let services = scenario.services.as_ref().expect("a cell with services");
+    let mut config = services.registry;
+    config.planted_discovers_critical = scenario.planted.registry_discovers_critical;
     sim.host("registry", move || {
         run_service(
             "registry",
@@ -288,8 +293,21 @@ pub(crate) fn register_bus(sim: &mut turmoil::Sim<'_>, scenario: &Scenario, disk
 }
 
 /// The gateway host: the cell's only public entry.
-pub(crate) fn register_gateway(sim: &mut turmoil::Sim<'_>, services: &Services, rng: ChaCha8Rng) {
-    let config = Rc::new(services.gateway.clone());
+pub(crate) fn register_gateway(sim: &mut turmoil::Sim<'_>, scenario: &Scenario, rng: ChaCha8Rng) {
+    let services = scenario.services.as_ref().expect("a cell with services");
+    let planted = &scenario.planted;
+    let mut config = services.gateway.clone();
+    config.planted_skips_authorisation = planted.gateway_skips_authorisation;
+    config.planted_omits_retry_after = planted.gateway_omits_retry_after;
+    config.rate_limit.planted_over_admits = planted.rate_limit_over_admits;
+    for upstream in
+        std::iter::once(&mut config.upstream).chain(config.upstream_overrides.values_mut())
+    {
+        upstream.planted_retries_unsafe = planted.gateway_retries_unsafe;
+        upstream.breaker.planted_admits_while_open = planted.breaker_admits_while_open;
+        upstream.bulkhead.planted_ignores_limit = planted.bulkhead_ignores_limit;
+    }
+    let config = Rc::new(config);
     sim.host("gateway", move || {
         let config = (*config).clone();
         let rng = rng.clone();

@@ -162,14 +162,14 @@ impl<'a> World<'a> {
             );
         }
         if let Some(services) = &scenario.services {
-            hosts::register_registry(&mut sim, services);
+            hosts::register_registry(&mut sim, scenario);
             hosts::register_journal(&mut sim, scenario, disks["journal"].clone());
             hosts::register_bus(&mut sim, scenario, disks["bus"].clone());
             hosts::register_inventory(&mut sim, services, disks["inventory"].clone());
             for k in 1..=services.orders_instances {
                 hosts::register_orders(&mut sim, scenario, k, seed.rng(Stream::Orders(k)));
             }
-            hosts::register_gateway(&mut sim, services, seed.rng(Stream::Gateway));
+            hosts::register_gateway(&mut sim, scenario, seed.rng(Stream::Gateway));
         }
 
         for link in &scenario.network.links {

@@ -730,7 +730,7 @@ impl BusCore {
         trace: ReleaseTrace,
     ) -> Option<BusResponse> {
         if upto <= self.records_durable {
-            trace_release(&trace, &response);
+            trace_release(&self.config, &trace, &response);
             return Some(response);
         }
         self.pending.push(PendingReply {
@@ -936,7 +936,7 @@ impl DurableCore for BusCore {
             if pending.upto > ticket {
                 return true;
             }
-            trace_release(&pending.trace, &pending.response);
+            trace_release(&self.config, &pending.trace, &pending.response);
             released.push((pending.reply_to, pending.response.clone()));
             false
         });
@@ -1011,7 +1011,24 @@ fn reject(topic: &TopicName, reason: RejectReason) -> BusResponse {
     BusResponse::Rejected { reason }
 }
 
-fn trace_release(trace: &ReleaseTrace, response: &BusResponse) {
+/// The consumer groups of `topic`, comma-separated (oracle MQ1: who must ack or dead-letter).
+fn groups_of(config: &BusConfig, topic: &TopicName) -> String {
+    config
+        .topics
+        .iter()
+        .find(|configured| configured.name == *topic)
+        .map(|configured| {
+            configured
+                .groups
+                .iter()
+                .map(GroupName::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+fn trace_release(config: &BusConfig, trace: &ReleaseTrace, response: &BusResponse) {
     match trace {
         ReleaseTrace::None => {}
         ReleaseTrace::Published {
@@ -1024,6 +1041,7 @@ fn trace_release(trace: &ReleaseTrace, response: &BusResponse) {
             topic = topic.as_str(),
             sequence = *sequence,
             msg_id = %msg_id,
+            groups = groups_of(config, topic).as_str(),
         ),
         ReleaseTrace::Published {
             topic,
@@ -1035,6 +1053,7 @@ fn trace_release(trace: &ReleaseTrace, response: &BusResponse) {
             topic = topic.as_str(),
             sequence = *sequence,
             msg_id = %msg_id,
+            groups = groups_of(config, topic).as_str(),
         ),
         ReleaseTrace::Delivered { topic, group } => {
             let BusResponse::Messages { deliveries } = response else {
@@ -1048,6 +1067,8 @@ fn trace_release(trace: &ReleaseTrace, response: &BusResponse) {
                     sequence = delivery.sequence,
                     msg_id = %delivery.msg_id,
                     delivery = u64::from(delivery.delivery),
+                    max_deliver = u64::from(config.max_deliver),
+                    ack_wait_ms = crate::resilience::millis(config.ack_wait(delivery.delivery)),
                 );
             }
         }

@@ -23,9 +23,10 @@
 //!   transactional outbox, consumers de-duplicate in the same write as their effect (`outbox`).
 //!
 //! Events (`tracing`, INFO, stable `event` field, plain fields), for MQ1–MQ4:
-//! `bus_published` (topic, sequence, msg_id) once a publish is acknowledged; `bus_duplicate`
-//! (same fields) for a re-send; `bus_delivered` (topic, group, sequence, msg_id, delivery) once
-//! handed out; `bus_acked` (topic, group, sequence); `bus_dead_lettered` (topic, group,
+//! `bus_published` (topic, sequence, msg_id, groups: the topic's groups, comma-separated) once
+//! a publish is acknowledged; `bus_duplicate` (same fields) for a re-send; `bus_delivered`
+//! (topic, group, sequence, msg_id, delivery, max_deliver, ack_wait_ms: the wait this delivery
+//! got) once handed out; `bus_acked` (topic, group, sequence); `bus_dead_lettered` (topic, group,
 //! sequence, msg_id, deliveries, reason `max_deliver` | `term`); `bus_rejected` (topic,
 //! reason); `bus_recovered` (records, messages, truncated_bytes); `bus_started` (port);
 //! `outbox_relayed` (topic, msg_id, sequence, duplicate, attempts) from producers; from the

@@ -82,6 +82,10 @@ pub struct UpstreamConfig {
     pub breaker: BreakerConfig,
     /// [resilience4j: 25 concurrent, queue 100; see `BulkheadConfig`].
     pub bulkhead: BulkheadConfig,
+    /// TEST ONLY: planted bug for oracle R3. Calls to this upstream are retried even without an
+    /// `Idempotency-Key` or after a non-retriable error
+    /// (`RetrySchedule::with_planted_unsafe_retries`); default false.
+    pub planted_retries_unsafe: bool,
 }
 
 impl Default for UpstreamConfig {
@@ -92,6 +96,7 @@ impl Default for UpstreamConfig {
             budget: RetryBudgetConfig::default(),
             breaker: BreakerConfig::default(),
             bulkhead: BulkheadConfig::default(),
+            planted_retries_unsafe: false,
         }
     }
 }
@@ -133,6 +138,12 @@ pub struct GatewayConfig {
     pub connections_max: usize,
     /// A client must send its request head within this (hyper's default, 30 s).
     pub header_read_timeout: Duration,
+    /// TEST ONLY: planted bug for oracle GW1. Authorisation is skipped: a role is forwarded
+    /// whatever method it uses (a viewer's POST reaches the upstream); default false.
+    pub planted_skips_authorisation: bool,
+    /// TEST ONLY: planted bug for oracle GW2. The 429s and 503s the gateway answers carry no
+    /// `Retry-After`; default false.
+    pub planted_omits_retry_after: bool,
 }
 
 impl GatewayConfig {
@@ -153,6 +164,8 @@ impl GatewayConfig {
             retry_after_default: Duration::from_secs(1),
             connections_max: 1024,
             header_read_timeout: Duration::from_secs(30),
+            planted_skips_authorisation: false,
+            planted_omits_retry_after: false,
         }
     }
 

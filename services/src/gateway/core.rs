@@ -21,8 +21,9 @@
 //! (`resilience::decide_retry`), after `Retry-After` if the upstream gave one. Each retry passes
 //! through the breaker again; the bulkhead slot is held for the whole request.
 //!
-//! Events (INFO): `http_request` (consumer, role, method, route, path, status, retry_after_s,
-//! attempts) once per request, `backend_call` (consumer, role, method, route, upstream,
+//! Events (INFO): `gateway_consumers` (consumers: `consumer:role` comma-separated, from the API
+//! keys; never the keys) once at construction, `http_request` (consumer, role, method, route,
+//! path, status, retry_after_s, attempts) once per request, `backend_call` (consumer, role, method, route, upstream,
 //! instance, attempt, idempotency_key) before each call to an upstream, and the resilience
 //! components' own events (`rate_*`, `breaker_*`, `retry_*`, `bulkhead_*`).
 
@@ -162,6 +163,17 @@ impl GatewayCore {
                     round_robin_next: 0,
                 });
         }
+        // The consumers and their roles, for oracle GW1 (which consumer may reach a backend, and
+        // with which role); never the keys themselves.
+        let consumers: Vec<String> = config
+            .api_keys
+            .iter()
+            .map(|key| format!("{}:{}", key.consumer, key.role.as_str()))
+            .collect();
+        tracing::info!(
+            event = "gateway_consumers",
+            consumers = consumers.join(",").as_str(),
+        );
         GatewayCore {
             limiter: RateLimiter::new(config.rate_limit),
             keys,
@@ -197,7 +209,8 @@ impl GatewayCore {
                 "GET, POST, PUT or DELETE",
             ));
         };
-        if !identity.role.permits(method) {
+        // The planted bug (TEST ONLY, oracle GW1) skips this check.
+        if !identity.role.permits(method) && !self.config.planted_skips_authorisation {
             return Err(Reply::error(
                 403,
                 "forbidden",
@@ -209,8 +222,8 @@ impl GatewayCore {
             ));
         }
         if let Err(limited) = self.limiter.try_take(now, &identity.consumer) {
-            return Err(Reply::error(429, "rate_limited", "too many requests")
-                .retry_after(limited.retry_after));
+            let reply = Reply::error(429, "rate_limited", "too many requests");
+            return Err(self.with_retry_after(reply, limited.retry_after));
         }
         let Some(route) = self
             .config
@@ -231,18 +244,27 @@ impl GatewayCore {
 
     /// The answer when discovery found no passing instance of the upstream.
     pub fn no_instance(&self, upstream: &str) -> Reply {
-        Reply::error(
+        let reply = Reply::error(
             503,
             "no_instance",
             &format!("no passing instance of {upstream}"),
-        )
-        .retry_after(self.config.retry_after_default)
+        );
+        self.with_retry_after(reply, self.config.retry_after_default)
     }
 
     /// The answer when the upstream's bulkhead is full.
     pub fn bulkhead_full(&self, full: BulkheadFull) -> Reply {
-        Reply::error(503, "bulkhead_full", "too many requests in flight upstream")
-            .retry_after(full.retry_after)
+        let reply = Reply::error(503, "bulkhead_full", "too many requests in flight upstream");
+        self.with_retry_after(reply, full.retry_after)
+    }
+
+    /// `reply` with `Retry-After: wait`, unless the planted bug (TEST ONLY, oracle GW2) drops it.
+    fn with_retry_after(&self, reply: Reply, wait: Duration) -> Reply {
+        if self.config.planted_omits_retry_after {
+            reply
+        } else {
+            reply.retry_after(wait)
+        }
     }
 
     /// Picks the next instance, round robin over the (id-ordered) list.
@@ -262,18 +284,17 @@ impl GatewayCore {
 
     /// Asks the upstream's breaker for a call; on refusal the fallback: 503 with `Retry-After`.
     pub fn acquire(&mut self, now: Duration, upstream: &str) -> Result<BreakerPermit, Reply> {
-        self.guards(upstream)
-            .breaker
-            .try_acquire(now)
-            .map_err(|rejection| {
-                tracing::info!(event = "breaker_fallback", breaker = upstream);
-                Reply::error(
-                    503,
-                    "circuit_open",
-                    &format!("{upstream} is failing; calls are suspended"),
-                )
-                .retry_after(rejection.retry_after)
-            })
+        let rejection = match self.guards(upstream).breaker.try_acquire(now) {
+            Ok(permit) => return Ok(permit),
+            Err(rejection) => rejection,
+        };
+        tracing::info!(event = "breaker_fallback", breaker = upstream);
+        let reply = Reply::error(
+            503,
+            "circuit_open",
+            &format!("{upstream} is failing; calls are suspended"),
+        );
+        Err(self.with_retry_after(reply, rejection.retry_after))
     }
 
     /// Reports a call to the trace before it is made (oracle GW1 checks each against the
@@ -311,6 +332,14 @@ impl GatewayCore {
         rng: &mut impl Rng,
     ) -> AfterAttempt {
         let retry_after_default = self.config.retry_after_default;
+        let omit_retry_after = self.config.planted_omits_retry_after;
+        if self
+            .config
+            .upstream_config(&admission.upstream)
+            .planted_retries_unsafe
+        {
+            schedule.plant_unsafe_retries();
+        }
         let guards = self.guards(&admission.upstream);
         let call_result = match &result {
             Ok(response) if response.status < 500 => CallResult::Success,
@@ -352,6 +381,8 @@ impl GatewayCore {
         AfterAttempt::Reply(match result {
             Ok(response) => {
                 let retry_after = match response.status {
+                    // The planted bug (TEST ONLY, oracle GW2) passes the answer on without one.
+                    429 | 503 if omit_retry_after => None,
                     429 | 503 => Some(
                         response
                             .retry_after_s
@@ -457,6 +488,7 @@ mod tests {
             tokens_max: 2,
             tokens_per_fill: 1,
             fill_interval: 1000 * MS,
+            planted_over_admits: false,
         };
         config.upstream.breaker = BreakerConfig {
             calls_min: 2,
@@ -546,6 +578,98 @@ mod tests {
             ("GET", "/orders", Some("op-key")),
             429,
         );
+    }
+
+    #[test]
+    fn the_planted_gateway_forwards_forbidden_requests_and_drops_retry_after() {
+        // Goal: the TEST ONLY switches really break GW1 and GW2, and the consumers' roles are
+        // in the trace for GW1. Method: with `planted_skips_authorisation` a viewer's POST is
+        // admitted (a correct core answers 403); with `planted_omits_retry_after` the 429, the
+        // no-instance 503 and the breaker's fallback 503 carry no Retry-After.
+        let (trace, _guard) = crate::testing::record_trace();
+        let mut correct = GatewayCore::new(config(), Duration::ZERO);
+        check(
+            &mut correct,
+            Duration::ZERO,
+            ("POST", "/orders", Some("view-key")),
+            403,
+        );
+        let consumers = trace.named("gateway_consumers").pop().expect("traced");
+        assert_eq!(
+            consumers.field("consumers"),
+            Some("alice:operator,bob:viewer")
+        );
+        let mut planted = GatewayCore::new(
+            GatewayConfig {
+                planted_skips_authorisation: true,
+                planted_omits_retry_after: true,
+                ..config()
+            },
+            Duration::ZERO,
+        );
+        let admitted = planted
+            .admit(Duration::ZERO, &head("POST", "/orders", Some("view-key")))
+            .expect("the planted bug forwards a viewer's write");
+        assert_eq!(
+            (admitted.role, admitted.method),
+            (Role::Viewer, HttpMethod::Post)
+        );
+        planted
+            .admit(Duration::ZERO, &head("GET", "/orders", Some("view-key")))
+            .expect("second token");
+        let limited = planted
+            .admit(Duration::ZERO, &head("GET", "/orders", Some("view-key")))
+            .unwrap_err();
+        assert_eq!((limited.status, limited.retry_after), (429, None));
+        let no_instance = planted.no_instance("orders");
+        assert_eq!((no_instance.status, no_instance.retry_after), (503, None));
+        let admission = admission(&mut planted);
+        for status in [409, 500] {
+            let mut schedule = RetrySchedule::new(planted.config().upstream.retry, Duration::ZERO);
+            attempt(
+                &mut planted,
+                Duration::ZERO,
+                &admission,
+                &mut schedule,
+                None,
+                respond(status),
+            );
+        }
+        let fallback = planted.acquire(1000 * MS, "orders").unwrap_err();
+        assert_eq!((fallback.status, fallback.retry_after), (503, None));
+    }
+
+    #[test]
+    fn the_planted_upstream_retries_keyless_requests() {
+        // Goal: the TEST ONLY `UpstreamConfig::planted_retries_unsafe` really breaks R3 at the
+        // gateway. Method: a 503 without an Idempotency-Key and a 500 with one are retried
+        // (a correct gateway answers both at once, see the test above).
+        for (key, status) in [(None, 503), (Some("k"), 500)] {
+            let mut core = GatewayCore::new(
+                GatewayConfig {
+                    upstream: crate::gateway::UpstreamConfig {
+                        planted_retries_unsafe: true,
+                        ..config().upstream
+                    },
+                    ..config()
+                },
+                Duration::ZERO,
+            );
+            let admission = admission(&mut core);
+            let mut schedule = RetrySchedule::new(core.config().upstream.retry, Duration::ZERO);
+            let next = attempt(
+                &mut core,
+                Duration::ZERO,
+                &admission,
+                &mut schedule,
+                key,
+                respond(status),
+            );
+            assert!(
+                matches!(next, AfterAttempt::Retry(_)),
+                "key {key:?}, {status}: {next:?}"
+            );
+        }
     }
 
     #[test]

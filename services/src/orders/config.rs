@@ -58,6 +58,9 @@ pub struct OrdersConfig {
     pub must_retry: RetryPolicy,
     /// Wait between polls of a move the motion service acknowledged.
     pub move_poll_interval: Duration,
+    /// Wait before asking again for an axis another saga holds (not an attempt: the lease
+    /// step waits for the axis until `forward_retry`'s deadline).
+    pub lease_wait_interval: Duration,
     /// The axis lease's lifetime (it must cover a move).
     pub lease_ttl_ms: u32,
     /// A saga owned by another instance is taken over once neither the saga nor its owner's
@@ -113,6 +116,7 @@ impl OrdersConfig {
             },
             must_retry: temporal,
             move_poll_interval: Duration::from_millis(20),
+            lease_wait_interval: Duration::from_millis(200),
             lease_ttl_ms: 30_000,
             takeover_after: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(3),
@@ -134,8 +138,8 @@ impl OrdersConfig {
         self.forward_retry.validate();
         self.must_retry.validate();
         assert!(
-            !self.move_poll_interval.is_zero(),
-            "move_poll_interval must be positive"
+            !self.move_poll_interval.is_zero() && !self.lease_wait_interval.is_zero(),
+            "move_poll_interval and lease_wait_interval must be positive"
         );
         assert!(self.lease_ttl_ms > 0, "lease_ttl_ms must be positive");
         assert!(

@@ -34,7 +34,7 @@ use super::config::{Endpoint, OrdersConfig};
 use super::protocol::OrderSpec;
 use super::saga::{Command, StepOutcome};
 use crate::inventory::{InventoryRequest, InventoryResponse, Refusal, SagaId};
-use crate::motion::{AxisName, MotionRequest, MotionResponse, RejectReason};
+use crate::motion::{AxisName, AxisState, MotionRequest, MotionResponse, RejectReason};
 use crate::retry::{RetryPolicy, RetrySchedule};
 use crate::rpc::{RpcClient, RpcError};
 use crate::transport::Transport;
@@ -63,6 +63,11 @@ enum Next<O> {
     Finished(O),
     /// Try again after a backoff (counts as an attempt).
     Retry(&'static str),
+    /// The participant serves someone else (an axis leased to another saga): ask again after
+    /// `lease_wait_interval`. Not a failure, so not an attempt, and no growing backoff — a
+    /// saga that backed off exponentially would let every later saga take the axis first —
+    /// but bounded by the policy's deadline.
+    Wait(&'static str),
 }
 
 impl<T: Transport> Participants<T> {
@@ -242,9 +247,22 @@ impl<T: Transport> Participants<T> {
             if schedule.begin_attempt(self.now()).is_err() {
                 return Err(last);
             }
-            match attempt(&schedule).await {
-                Next::Finished(outcome) => return Ok(outcome),
-                Next::Retry(error) => last = error,
+            loop {
+                match attempt(&schedule).await {
+                    Next::Finished(outcome) => return Ok(outcome),
+                    Next::Retry(error) => {
+                        last = error;
+                        break;
+                    }
+                    Next::Wait(reason) => {
+                        last = reason;
+                        let wait = self.config.lease_wait_interval;
+                        if schedule.remaining(self.now()) <= wait {
+                            return Err(last);
+                        }
+                        tokio::time::sleep(wait).await;
+                    }
+                }
             }
             if !self.back_off(&mut schedule).await {
                 return Err(last);
@@ -267,7 +285,10 @@ impl<T: Transport> Participants<T> {
         match self.call(self.motion(axis), &request, schedule).await {
             Ok(MotionResponse::Lease { token, .. }) => Ok(token),
             Ok(MotionResponse::Rejected {
-                reason: reason @ (RejectReason::LeaseHeld { .. } | RejectReason::Overloaded),
+                reason: reason @ RejectReason::LeaseHeld { .. },
+            }) => Err(Next::Wait(reason.kind())),
+            Ok(MotionResponse::Rejected {
+                reason: reason @ RejectReason::Overloaded,
             }) => Err(Next::Retry(reason.kind())),
             Ok(MotionResponse::Rejected { reason }) => Err(Next::Finished(failed(reason.kind()))),
             Ok(_) => Err(Next::Finished(failed("protocol"))),
@@ -357,11 +378,31 @@ impl<T: Transport> Participants<T> {
                     continue;
                 }
                 Ok(MotionResponse::Rejected {
+                    reason:
+                        RejectReason::NotEnabled {
+                            state: AxisState::Fault | AxisState::FaultReactionActive,
+                        },
+                }) => {
+                    // The drive faulted (following error, over-temperature, ...): the move
+                    // never started, and only an operator's fault reset can enable the axis
+                    // again. Failing the pivot here is safe, and the saga compensates.
+                    return Ok(failed("axis_faulted"));
+                }
+                Ok(MotionResponse::Rejected {
                     reason: RejectReason::NotEnabled { .. },
                 }) => {
                     let enable = MotionRequest::Enable { axis: axis.clone() };
-                    let _: Result<MotionResponse, RpcError> =
+                    let answer: Result<MotionResponse, RpcError> =
                         self.call(endpoint, &enable, &schedule).await;
+                    if let Ok(MotionResponse::Rejected {
+                        reason: RejectReason::Refused { .. },
+                    }) = answer
+                    {
+                        // The drive's supervisor will not enable the axis (outside its limits,
+                        // a fault reaction under way): the move never started, and asking
+                        // again would hold the lease for nothing. Fail the pivot; compensate.
+                        return Ok(failed("enable_refused"));
+                    }
                     "not_enabled"
                 }
                 Ok(MotionResponse::Rejected {
@@ -400,7 +441,7 @@ impl<T: Transport> Participants<T> {
                 None => match self.acquire(order, axis, schedule).await {
                     Ok(token) => token,
                     // Held by someone else, or refused: this order holds nothing.
-                    Err(Next::Retry("lease_held")) | Err(Next::Finished(_)) => {
+                    Err(Next::Wait(_)) | Err(Next::Finished(_)) => {
                         return Next::Finished(StepOutcome::Done { token: None });
                     }
                     Err(Next::Retry(error)) => return Next::Retry(error),

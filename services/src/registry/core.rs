@@ -45,6 +45,13 @@ pub struct RegistryConfig {
     pub reap_interval: Duration,
     /// Smallest deregistration delay; shorter requests are raised to it [1 min].
     pub deregister_critical_after_min: Duration,
+    /// The scheduler's time step: an expiry timer fires at most this late (turmoil's tick,
+    /// 1 ms by default). Not used for any decision: `registry_started` reports it, so oracle SR1
+    /// knows how late an `instance_critical` may come after the TTL [1 ms].
+    pub tick: Duration,
+    /// TEST ONLY: planted bug for oracle SR2. Discovery returns critical instances as well as
+    /// passing ones (as if health were not checked); default false.
+    pub planted_discovers_critical: bool,
 }
 
 impl Default for RegistryConfig {
@@ -53,6 +60,8 @@ impl Default for RegistryConfig {
             port: super::protocol::REGISTRY_PORT,
             reap_interval: Duration::from_secs(30),
             deregister_critical_after_min: Duration::from_secs(60),
+            tick: Duration::from_millis(1),
+            planted_discovers_critical: false,
         }
     }
 }
@@ -223,10 +232,14 @@ impl RegistryCore {
         let instances: Vec<InstanceView> = self
             .entries
             .values()
-            .filter(|entry| entry.spec.service == service && entry.is_passing(now))
+            .filter(|entry| {
+                // The planted bug (TEST ONLY, oracle SR2) skips the health check.
+                entry.spec.service == service
+                    && (entry.is_passing(now) || self.config.planted_discovers_critical)
+            })
             .map(|entry| InstanceView {
                 instance: entry.spec.clone(),
-                expires_in_ms: u32::try_from(millis(entry.critical_since() - now))
+                expires_in_ms: u32::try_from(millis(entry.critical_since().saturating_sub(now)))
                     .unwrap_or(u32::MAX),
             })
             .collect();
@@ -328,6 +341,33 @@ mod tests {
             .iter()
             .map(|view| view.instance.instance_id.as_str())
             .collect()
+    }
+
+    #[test]
+    fn the_planted_registry_discovers_critical_instances() {
+        // Goal: the TEST ONLY switch `planted_discovers_critical` really breaks SR2. Method: two
+        // instances with a 3 s TTL, one heartbeats at 2 s; at 4 s the other is critical: a
+        // correct registry returns only the live one, the planted one returns both, and its
+        // `discovery` event names the critical one.
+        let (trace, _guard) = crate::testing::record_trace();
+        for (planted, expected) in [(false, vec!["a"]), (true, vec!["a", "b"])] {
+            let mut core = RegistryCore::new(RegistryConfig {
+                planted_discovers_critical: planted,
+                ..RegistryConfig::default()
+            });
+            register(&mut core, Duration::ZERO, "orders", "a");
+            register(&mut core, Duration::ZERO, "orders", "b");
+            core.handle(
+                2 * S,
+                RegistryRequest::Heartbeat {
+                    instance_id: "a".into(),
+                },
+            );
+            assert!(!core.is_passing(4 * S, "b"));
+            assert_eq!(ids(&core.discover(4 * S, "orders")), expected);
+        }
+        let discovery = trace.named("discovery").pop().expect("traced");
+        assert_eq!(discovery.field("instances"), Some("a,b"));
     }
 
     #[test]

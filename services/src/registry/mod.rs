@@ -24,7 +24,8 @@
 //!
 //! Events: see `core` (`instance_registered`, `heartbeat`, `instance_critical`,
 //! `instance_deregistered`, `discovery`) and `client` (`registration_failed`,
-//! `discovery_failed`); here `registry_started` (port).
+//! `discovery_failed`); here `registry_started` (port, tick_us: `RegistryConfig::tick`, the
+//! slack oracle SR1 allows after a TTL).
 
 pub mod cache;
 pub mod client;
@@ -94,7 +95,11 @@ pub async fn serve_registry<T: Transport>(
     let start = Instant::now();
     let mut reaper = tokio::time::interval_at(start + config.reap_interval, config.reap_interval);
     reaper.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    tracing::info!(event = "registry_started", port = config.port);
+    tracing::info!(
+        event = "registry_started",
+        port = config.port,
+        tick_us = u64::try_from(config.tick.as_micros()).unwrap_or(u64::MAX),
+    );
     loop {
         let expiry = core.next_expiry().map(|at| start + at);
         let event = tokio::select! {

@@ -29,7 +29,7 @@
 //! in; counting only the calls a state admitted keeps "exactly N calls decide half-open" true.
 //!
 //! Events (INFO): `breaker_transition` (breaker, from, to, reason), `breaker_admitted` (breaker,
-//! state, half_open_admitted), `breaker_rejected` (breaker, state, retry_after_ms),
+//! state, half_open_admitted, half_open_permitted), `breaker_rejected` (breaker, state, retry_after_ms),
 //! `breaker_outcome` (breaker, outcome, slow, counted, duration_ms).
 
 use std::collections::VecDeque;
@@ -69,6 +69,10 @@ pub struct BreakerConfig {
     pub calls_min: u32,
     /// Calls the count-based window holds [slidingWindowSize 100].
     pub window_size_calls: u32,
+    /// TEST ONLY: planted bug for oracle CB2. An open breaker admits every call instead of
+    /// rejecting it (as if the state check were missing); default false. A correct breaker never
+    /// sets it; a test sets it to show that CB2 (no call through while open) catches it.
+    pub planted_admits_while_open: bool,
 }
 
 impl Default for BreakerConfig {
@@ -82,6 +86,7 @@ impl Default for BreakerConfig {
             half_open_wait_max: Duration::from_secs(60),
             calls_min: 100,
             window_size_calls: 100,
+            planted_admits_while_open: false,
         }
     }
 }
@@ -347,8 +352,11 @@ impl CircuitBreaker {
         let generation = self.generation;
         let permitted = self.config.half_open_calls_permitted;
         let half_open_wait_max = self.config.half_open_wait_max;
+        let planted_admits_while_open = self.config.planted_admits_while_open;
         let verdict = match &mut self.inner {
             Inner::Closed { .. } => Ok(0),
+            // The planted bug (TEST ONLY, oracle CB2): the open state lets the call through.
+            Inner::Open { .. } if planted_admits_while_open => Ok(0),
             Inner::Open { probe_after } => Err(BreakerRejection {
                 state: BreakerState::Open,
                 // Admitted strictly after `probe_after`.
@@ -385,6 +393,7 @@ impl CircuitBreaker {
                     breaker = self.name.as_str(),
                     state = state.as_str(),
                     half_open_admitted,
+                    half_open_permitted = permitted,
                 );
                 Ok(BreakerPermit {
                     generation,
@@ -430,6 +439,8 @@ impl CircuitBreaker {
         let failed = result == CallResult::Failure;
         let config = self.config;
         let next = match &mut self.inner {
+            // Only the planted bug issues permits while open; their outcomes count nowhere.
+            Inner::Open { .. } if self.config.planted_admits_while_open => return,
             // A permit of the current generation cannot come from an open breaker.
             Inner::Open { .. } => unreachable!("an open breaker issues no permits"),
             Inner::Closed { window } => {
@@ -529,6 +540,7 @@ mod tests {
             half_open_wait_max: 5000 * MS,
             calls_min: 4,
             window_size_calls: 10,
+            planted_admits_while_open: false,
         }
     }
 
@@ -666,6 +678,39 @@ mod tests {
         assert_eq!(permit.state(), BreakerState::HalfOpen);
         assert_eq!(breaker.state(), BreakerState::HalfOpen);
         breaker.record(start + 1001 * MS, permit, CallResult::Success);
+    }
+
+    #[test]
+    fn the_planted_breaker_lets_calls_through_while_open() {
+        // Goal: the TEST ONLY switch `planted_admits_while_open` really breaks CB2, so the
+        // oracle's planted test has a fault to catch. Method: open the planted breaker, then ask
+        // during the open wait: admitted, traced as `breaker_admitted` with state open, and the
+        // call's outcome changes nothing; the wait still leads to half-open.
+        let (trace, _guard) = crate::testing::record_trace();
+        let mut breaker = CircuitBreaker::new(
+            "b",
+            BreakerConfig {
+                planted_admits_while_open: true,
+                ..config()
+            },
+        );
+        for _ in 0..4 {
+            call(&mut breaker, Duration::ZERO, CallResult::Failure);
+        }
+        assert_eq!(breaker.state(), BreakerState::Open);
+        let permit = breaker
+            .try_acquire(10 * MS)
+            .expect("the planted bug admits");
+        assert_eq!(permit.state(), BreakerState::Open);
+        breaker.record(20 * MS, permit, CallResult::Failure);
+        assert_eq!(breaker.state(), BreakerState::Open);
+        let admitted = trace.named("breaker_admitted");
+        let last = admitted.last().expect("admissions traced");
+        assert_eq!(last.field("state"), Some("open"));
+        assert_eq!(last.field("half_open_permitted"), Some("3"));
+        let probe = breaker.try_acquire(1001 * MS).expect("half-open probe");
+        assert_eq!(probe.state(), BreakerState::HalfOpen);
+        breaker.record(1001 * MS, probe, CallResult::Success);
     }
 
     #[test]

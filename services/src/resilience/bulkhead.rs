@@ -17,7 +17,8 @@
 //! `SharedBulkhead` is single-threaded (`Rc<RefCell<…>>`, no `Send`): it lives inside one
 //! service task, which is how every shell here runs. No borrow is held across an await.
 //!
-//! Events (INFO): `bulkhead_in_flight` (bulkhead, in_flight, queued) after every change,
+//! Events (INFO): `bulkhead_in_flight` (bulkhead, in_flight, queued, concurrency_max) after
+//! every change,
 //! `bulkhead_rejected` (bulkhead, in_flight, queued, retry_after_ms), `bulkhead_queue_timeout`
 //! (bulkhead, queued).
 
@@ -45,6 +46,10 @@ pub struct BulkheadConfig {
     /// What a refusal suggests as `Retry-After` (ours: 1 s; a full compartment gives no better
     /// estimate).
     pub retry_after: Duration,
+    /// TEST ONLY: planted bug for oracle BH1. Every call is admitted at once, whatever the
+    /// number in flight (the limit is ignored; nothing queues); default false. A correct
+    /// bulkhead never sets it; a test sets it to show that BH1 catches it.
+    pub planted_ignores_limit: bool,
 }
 
 impl Default for BulkheadConfig {
@@ -54,6 +59,7 @@ impl Default for BulkheadConfig {
             queue_max: 100,
             queue_wait_max: Duration::from_secs(1),
             retry_after: Duration::from_secs(1),
+            planted_ignores_limit: false,
         }
     }
 }
@@ -134,7 +140,9 @@ impl Bulkhead {
 
     /// A new call asks for a slot.
     pub fn try_enter(&mut self) -> BulkheadEntry {
-        let entry = if self.in_flight < self.config.concurrency_max && self.queue.is_empty() {
+        let free = self.in_flight < self.config.concurrency_max && self.queue.is_empty();
+        // The planted bug (TEST ONLY, oracle BH1): admitted whatever the count.
+        let entry = if free || self.config.planted_ignores_limit {
             self.in_flight += 1;
             BulkheadEntry::Admitted
         } else if self.queue.len() < self.config.queue_max as usize {
@@ -182,7 +190,7 @@ impl Bulkhead {
 
     fn check_and_report(&self) {
         assert!(
-            self.in_flight <= self.config.concurrency_max,
+            self.in_flight <= self.config.concurrency_max || self.config.planted_ignores_limit,
             "bulkhead {}: {} in flight above the limit {}",
             self.name,
             self.in_flight,
@@ -201,6 +209,7 @@ impl Bulkhead {
             bulkhead = self.name.as_str(),
             in_flight = self.in_flight,
             queued = self.queue.len(),
+            concurrency_max = self.config.concurrency_max,
         );
     }
 }
@@ -346,7 +355,34 @@ mod tests {
             queue_max,
             queue_wait_max: Duration::from_millis(100),
             retry_after: Duration::from_millis(500),
+            planted_ignores_limit: false,
         }
+    }
+
+    #[test]
+    fn the_planted_bulkhead_ignores_its_limit() {
+        // Goal: the TEST ONLY switch `planted_ignores_limit` really breaks BH1. Method: a planted
+        // compartment of 2 with a queue admits 5 calls at once; the trace reports 5 in flight
+        // against a limit of 2, and leaving gives every slot back.
+        let (trace, _guard) = crate::testing::record_trace();
+        let mut bulkhead = Bulkhead::new(
+            "orders",
+            BulkheadConfig {
+                planted_ignores_limit: true,
+                ..config(2, 4)
+            },
+        );
+        for _ in 0..5 {
+            assert_eq!(bulkhead.try_enter(), BulkheadEntry::Admitted);
+        }
+        assert_eq!(bulkhead.in_flight(), 5);
+        let last = trace.named("bulkhead_in_flight").pop().expect("traced");
+        assert_eq!(last.field("in_flight"), Some("5"));
+        assert_eq!(last.field("concurrency_max"), Some("2"));
+        for _ in 0..5 {
+            assert_eq!(bulkhead.leave(), None);
+        }
+        assert_eq!(bulkhead.in_flight(), 0);
     }
 
     #[test]

@@ -20,13 +20,22 @@
 //!
 //! Events (`tracing`, stable `event` field, plain fields; the oracle each serves in brackets):
 //! `breaker_transition` (breaker, from, to, reason) [CB3], `breaker_admitted` (breaker, state,
-//! half_open_admitted) [CB1, CB2], `breaker_rejected` (breaker, state, retry_after_ms) [CB5],
-//! `breaker_outcome` (breaker, outcome, slow, counted), `retry_attempt` (operation, attempt,
-//! delay_ms, backoff_ms, retry_after_ms, error) [R1, R2, R5], `retry_refused` (operation,
-//! reason, attempt, error) [R3], `retry_budget_exhausted` (budget, balance), `rate_admitted`
-//! (consumer, tokens_left) and `rate_limited` (consumer, retry_after_ms) [RL1, RL2],
-//! `bulkhead_in_flight` (bulkhead, in_flight, queued) and `bulkhead_rejected` (bulkhead,
-//! in_flight, queued, retry_after_ms) [BH1], `bulkhead_queue_timeout` (bulkhead, queued).
+//! half_open_admitted, half_open_permitted) [CB1, CB2], `breaker_rejected` (breaker, state,
+//! retry_after_ms) [CB5], `breaker_outcome` (breaker, outcome, slow, counted), `retry_attempt`
+//! (operation, attempt, delay_ms, backoff_ms, retry_after_ms, error, retriable, idempotency_key,
+//! attempts_max, delay_us, backoff_us, backoff_initial_us, backoff_max_us, jitter_ratio) [R1, R2,
+//! R3, R5], `retry_refused` (operation, reason, attempt, error) [R3], `retry_budget_exhausted`
+//! (budget, balance), `rate_admitted` (consumer, tokens_left, tokens_max, tokens_per_fill,
+//! fill_interval_us) and `rate_limited` (consumer, retry_after_ms) [RL1, RL2],
+//! `bulkhead_in_flight` (bulkhead, in_flight, queued, concurrency_max) and `bulkhead_rejected`
+//! (bulkhead, in_flight, queued, retry_after_ms) [BH1], `bulkhead_queue_timeout` (bulkhead,
+//! queued). The oracles read each component's numbers from these fields, so every one a rule
+//! needs is on the event itself.
+//!
+//! TEST ONLY planted bugs (default off; each documented on its field):
+//! `BreakerConfig::planted_admits_while_open` [CB2], `TokenBucketConfig::planted_over_admits`
+//! [RL1], `BulkheadConfig::planted_ignores_limit` [BH1],
+//! `RetrySchedule::with_planted_unsafe_retries` [R3].
 
 pub mod breaker;
 pub mod budget;

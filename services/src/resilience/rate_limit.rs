@@ -12,8 +12,8 @@
 //! This gives oracle RL1's bound: over any span Δ from one admission to another, admissions ≤
 //! `tokens_max + tokens_per_fill · ⌈Δ / fill_interval⌉`.
 //!
-//! Events (INFO): `rate_admitted` (consumer, tokens_left), `rate_limited` (consumer,
-//! retry_after_ms).
+//! Events (INFO): `rate_admitted` (consumer, tokens_left, tokens_max, tokens_per_fill,
+//! fill_interval_us), `rate_limited` (consumer, retry_after_ms).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -37,6 +37,10 @@ pub struct TokenBucketConfig {
     pub tokens_per_fill: u32,
     /// Time between fills [fill_interval].
     pub fill_interval: Duration,
+    /// TEST ONLY: planted bug for oracle RL1. An empty bucket admits the request anyway (the
+    /// token count stays at zero), so a consumer is never limited; default false. A correct
+    /// limiter never sets it; a test sets it to show that RL1 catches over-admission.
+    pub planted_over_admits: bool,
 }
 
 impl Default for TokenBucketConfig {
@@ -45,6 +49,7 @@ impl Default for TokenBucketConfig {
             tokens_max: 20,
             tokens_per_fill: 1,
             fill_interval: Duration::from_millis(100),
+            planted_over_admits: false,
         }
     }
 }
@@ -104,6 +109,10 @@ impl TokenBucket {
     /// Takes one token at `now`; returns the tokens left, or when to come back.
     pub fn try_take(&mut self, now: Duration) -> Result<u32, RateLimited> {
         self.fill(now);
+        if self.tokens == 0 && self.config.planted_over_admits {
+            // The planted bug (TEST ONLY, oracle RL1): admitted without a token.
+            return Ok(0);
+        }
         if self.tokens == 0 {
             let next_fill_at = self.fill_at(self.fills_applied + 1);
             return Err(RateLimited {
@@ -175,7 +184,17 @@ impl RateLimiter {
         let result = bucket.try_take(now);
         match result {
             Ok(tokens_left) => {
-                tracing::info!(event = "rate_admitted", consumer, tokens_left);
+                // The bucket's numbers ride along so oracle RL1 can bound admissions from the
+                // trace alone.
+                tracing::info!(
+                    event = "rate_admitted",
+                    consumer,
+                    tokens_left,
+                    tokens_max = self.config.tokens_max,
+                    tokens_per_fill = self.config.tokens_per_fill,
+                    fill_interval_us =
+                        u64::try_from(self.config.fill_interval.as_micros()).unwrap_or(u64::MAX),
+                );
             }
             Err(limited) => {
                 tracing::info!(
@@ -201,7 +220,34 @@ mod tests {
             tokens_max: 3,
             tokens_per_fill: 2,
             fill_interval: 100 * MS,
+            planted_over_admits: false,
         }
+    }
+
+    #[test]
+    fn the_planted_bucket_over_admits() {
+        // Goal: the TEST ONLY switch `planted_over_admits` really breaks RL1. Method: a planted
+        // bucket of 3 asked 10 times at one instant admits all 10 (a correct one admits 3), and
+        // the trace carries the bucket's numbers for the oracle.
+        let (trace, _guard) = crate::testing::record_trace();
+        let mut limiter = RateLimiter::new(TokenBucketConfig {
+            planted_over_admits: true,
+            ..config()
+        });
+        let admitted = (0..10)
+            .filter(|_| limiter.try_take(Duration::ZERO, "alice").is_ok())
+            .count();
+        assert_eq!(admitted, 10);
+        let events = trace.named("rate_admitted");
+        assert_eq!(events.len(), 10);
+        assert_eq!(events[9].field("tokens_max"), Some("3"));
+        assert_eq!(events[9].field("tokens_per_fill"), Some("2"));
+        assert_eq!(events[9].field("fill_interval_us"), Some("100000"));
+        let mut correct = RateLimiter::new(config());
+        let admitted = (0..10)
+            .filter(|_| correct.try_take(Duration::ZERO, "alice").is_ok())
+            .count();
+        assert_eq!(admitted, 3);
     }
 
     #[test]
@@ -257,6 +303,7 @@ mod tests {
                 tokens_max,
                 tokens_per_fill,
                 fill_interval: Duration::from_millis(interval_ms),
+                planted_over_admits: false,
             };
             let mut bucket = TokenBucket::new(config, Duration::ZERO);
             let mut now = Duration::ZERO;

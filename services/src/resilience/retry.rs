@@ -20,7 +20,9 @@
 //! budget must pay for the retry (checked last so a refused retry costs the budget nothing).
 //!
 //! Events (INFO): `retry_attempt` (operation, attempt = the attempt about to be made, delay_ms,
-//! backoff_ms, retry_after_ms, error), `retry_refused` (operation, reason, attempt = attempts
+//! backoff_ms, retry_after_ms, error, retriable, idempotency_key (whether the request had one),
+//! attempts_max, delay_us, backoff_us, backoff_initial_us, backoff_max_us, jitter_ratio: the
+//! policy, for oracles R1–R3), `retry_refused` (operation, reason, attempt = attempts
 //! made, error).
 
 use std::time::Duration;
@@ -130,6 +132,8 @@ pub struct RetrySchedule {
     policy: RetryPolicy,
     started_at: Duration,
     attempts_made: u32,
+    /// TEST ONLY: see `with_planted_unsafe_retries`.
+    planted_unsafe_retries: bool,
 }
 
 impl RetrySchedule {
@@ -140,7 +144,27 @@ impl RetrySchedule {
             policy,
             started_at: now,
             attempts_made: 0,
+            planted_unsafe_retries: false,
         }
+    }
+
+    /// TEST ONLY: planted bug for oracle R3. `decide_retry` skips its first two rules and
+    /// retries a request without an idempotency key, or after a non-retriable error, like any
+    /// other (the events still say which it was). A correct caller never calls this; a test
+    /// does, to show that R3 catches it.
+    pub fn with_planted_unsafe_retries(mut self) -> RetrySchedule {
+        self.planted_unsafe_retries = true;
+        self
+    }
+
+    /// TEST ONLY: as `with_planted_unsafe_retries`, on a schedule already running (the
+    /// gateway's planted `UpstreamConfig::planted_retries_unsafe`).
+    pub fn plant_unsafe_retries(&mut self) {
+        self.planted_unsafe_retries = true;
+    }
+
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
     }
 
     /// Attempts started so far.
@@ -256,9 +280,10 @@ pub fn decide_retry(
     budget: Option<&mut RetryBudget>,
     rng: &mut impl Rng,
 ) -> Result<Wait, RetryRefusal> {
-    let decision = if idempotency_key.is_none() {
+    let checked = !schedule.planted_unsafe_retries;
+    let decision = if checked && idempotency_key.is_none() {
         Err(RetryRefusal::NoIdempotencyKey)
-    } else if !failure.retriable {
+    } else if checked && !failure.retriable {
         Err(RetryRefusal::NotRetriable)
     } else {
         match schedule.after_failure_honouring(now, failure.retry_after, rng) {
@@ -273,7 +298,10 @@ pub fn decide_retry(
             }
         }
     };
+    let micros = |duration: Duration| u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
     match decision {
+        // The policy's numbers and the failure's nature ride along so oracles R1–R3 judge from
+        // the trace alone.
         Ok(wait) => tracing::info!(
             event = "retry_attempt",
             operation,
@@ -282,6 +310,14 @@ pub fn decide_retry(
             backoff_ms = millis(wait.backoff),
             retry_after_ms = failure.retry_after.map(millis),
             error = failure.kind,
+            retriable = failure.retriable,
+            idempotency_key = idempotency_key.is_some(),
+            attempts_max = schedule.policy.attempts_max,
+            delay_us = micros(wait.delay),
+            backoff_us = micros(wait.backoff),
+            backoff_initial_us = micros(schedule.policy.backoff_initial),
+            backoff_max_us = micros(schedule.policy.backoff_max),
+            jitter_ratio = schedule.policy.jitter_ratio,
         ),
         Err(refusal) => tracing::info!(
             event = "retry_refused",
@@ -477,6 +513,50 @@ mod tests {
             &mut rng,
         );
         assert_eq!(refused, Err(RetryRefusal::BudgetExhausted));
+    }
+
+    #[test]
+    fn the_planted_schedule_retries_what_must_not_be_retried() {
+        // Goal: the TEST ONLY `with_planted_unsafe_retries` really breaks R3, and the trace says
+        // so. Method: a planted schedule retries a keyless request and then a non-retriable
+        // error; each `retry_attempt` carries the truth (no key / not retriable) and the policy.
+        let (trace, _guard) = crate::testing::record_trace();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut schedule =
+            RetrySchedule::new(policy(), Duration::ZERO).with_planted_unsafe_retries();
+        schedule.begin_attempt(Duration::ZERO).unwrap();
+        let keyless = decide_retry(
+            "op",
+            &mut schedule,
+            Duration::ZERO,
+            failure(true, None),
+            None,
+            None,
+            &mut rng,
+        );
+        assert!(keyless.is_ok(), "the planted bug retries without a key");
+        schedule.begin_attempt(Duration::ZERO).unwrap();
+        let fatal = decide_retry(
+            "op",
+            &mut schedule,
+            Duration::ZERO,
+            failure(false, None),
+            Some("key"),
+            None,
+            &mut rng,
+        );
+        assert!(
+            fatal.is_ok(),
+            "the planted bug retries a non-retriable error"
+        );
+        let attempts = trace.named("retry_attempt");
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(attempts[0].field("idempotency_key"), Some("false"));
+        assert_eq!(attempts[1].field("retriable"), Some("false"));
+        assert_eq!(attempts[1].field("attempts_max"), Some("5"));
+        assert_eq!(attempts[1].field("backoff_initial_us"), Some("10000"));
+        assert_eq!(attempts[1].field("backoff_max_us"), Some("100000"));
+        assert_eq!(attempts[1].field("jitter_ratio"), Some("0.5"));
     }
 
     #[test]

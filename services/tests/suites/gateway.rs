@@ -114,6 +114,7 @@ fn gateway_config(registry_port: u16) -> GatewayConfig {
         tokens_max: 100,
         tokens_per_fill: 1,
         fill_interval: Duration::from_secs(3600),
+        planted_over_admits: false,
     };
     config.upstream.attempt_timeout = Duration::from_millis(100);
     config.upstream.retry = RetryPolicy {
@@ -272,6 +273,7 @@ async fn gateway_rate_limits_each_consumer_with_retry_after() {
                 tokens_max: 2,
                 tokens_per_fill: 1,
                 fill_interval: Duration::from_secs(3600),
+                planted_over_admits: false,
             };
         },
         async |port, fake| {
@@ -304,6 +306,7 @@ async fn gateway_sheds_load_with_its_bulkhead_and_breaker() {
                 queue_max: 0,
                 queue_wait_max: Duration::from_millis(100),
                 retry_after: Duration::from_secs(2),
+                planted_ignores_limit: false,
             };
             config.upstream.attempt_timeout = Duration::from_secs(5);
             // The held request's success is in the window too: S F F is 67 % ≥ 50 %.

@@ -7,13 +7,19 @@
 //! scenarios' `[expect]` and in reports, and a one-line statement of what it checks.
 //!
 //! Families live one per file: `physics.rs` (PH*), `liveness.rs` (LV*), `lease.rs` (SG4),
-//! `saga.rs` (SG1–SG3, SG5, SG6), `journal.rs` (ES*); the determinism oracle (DT1) compares two
-//! whole runs and so lives with the runner (`run.rs`).
+//! `saga.rs` (SG1–SG3, SG5, SG6), `journal.rs` (ES*), `bus.rs` (MQ*), `breaker.rs` (CB*),
+//! `retry.rs` (R*), `gateway.rs` (RL1, BH1, GW*), `registry.rs` (SR*); the determinism oracle
+//! (DT1) compares two whole runs and so lives with the runner (`run.rs`).
 
+pub mod breaker;
+pub mod bus;
+pub mod gateway;
 pub mod journal;
 pub mod lease;
 pub mod liveness;
 pub mod physics;
+pub mod registry;
+pub mod retry;
 pub mod saga;
 
 use std::time::Duration;
@@ -72,6 +78,11 @@ pub fn for_scenario(scenario: &Scenario) -> Vec<Box<dyn Oracle>> {
         sagas.sort_by_key(|o| o.id());
         oracles.extend(sagas);
         oracles.extend(journal::oracles());
+        oracles.extend(bus::oracles());
+        oracles.extend(breaker::oracles());
+        oracles.extend(retry::oracles());
+        oracles.extend(gateway::oracles());
+        oracles.extend(registry::oracles());
     } else {
         oracles.extend(sagas);
     }

@@ -403,4 +403,25 @@ pub(crate) struct PlantedFile {
     /// `services::motion::MotionConfig::planted_moves_twice` (SG3 must catch it).
     #[serde(default)]
     pub(crate) motion_moves_twice: bool,
+    /// An open breaker admits every call: `services::resilience::BreakerConfig::planted_admits_while_open` (CB2 must catch it).
+    #[serde(default)]
+    pub(crate) breaker_admits_while_open: bool,
+    /// An empty token bucket admits anyway: `services::resilience::TokenBucketConfig::planted_over_admits` (RL1 must catch it).
+    #[serde(default)]
+    pub(crate) rate_limit_over_admits: bool,
+    /// The bulkhead admits every call at once, whatever is in flight: `services::resilience::BulkheadConfig::planted_ignores_limit` (BH1 must catch it).
+    #[serde(default)]
+    pub(crate) bulkhead_ignores_limit: bool,
+    /// The gateway retries requests without an idempotency key and non-retriable errors: `services::gateway::UpstreamConfig::planted_retries_unsafe` (R3 must catch it).
+    #[serde(default)]
+    pub(crate) gateway_retries_unsafe: bool,
+    /// The gateway forwards a viewer's POST, PUT and DELETE: `services::gateway::GatewayConfig::planted_skips_authorisation` (GW1 must catch it).
+    #[serde(default)]
+    pub(crate) gateway_skips_authorisation: bool,
+    /// The gateway's 429s and 503s carry no Retry-After: `services::gateway::GatewayConfig::planted_omits_retry_after` (GW2 must catch it).
+    #[serde(default)]
+    pub(crate) gateway_omits_retry_after: bool,
+    /// Discovery also returns critical instances: `services::registry::RegistryConfig::planted_discovers_critical` (SR2 must catch it).
+    #[serde(default)]
+    pub(crate) registry_discovers_critical: bool,
 }

@@ -96,6 +96,20 @@ pub struct Planted {
     pub bus_drops_after_max_deliver: bool,
     /// The motion service starts a retried move again (SG3).
     pub motion_moves_twice: bool,
+    /// An open breaker admits every call (CB2).
+    pub breaker_admits_while_open: bool,
+    /// An empty token bucket admits anyway (RL1).
+    pub rate_limit_over_admits: bool,
+    /// The bulkhead admits every call at once, whatever is in flight (BH1).
+    pub bulkhead_ignores_limit: bool,
+    /// The gateway retries requests without an idempotency key and non-retriable errors (R3).
+    pub gateway_retries_unsafe: bool,
+    /// The gateway forwards a viewer's POST, PUT and DELETE (GW1).
+    pub gateway_skips_authorisation: bool,
+    /// The gateway's 429s and 503s carry no Retry-After (GW2).
+    pub gateway_omits_retry_after: bool,
+    /// Discovery also returns critical instances (SR2).
+    pub registry_discovers_critical: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -460,6 +474,13 @@ impl Checker<'_> {
                 journal_acks_before_sync: file.planted.journal_acks_before_sync,
                 bus_drops_after_max_deliver: file.planted.bus_drops_after_max_deliver,
                 motion_moves_twice: file.planted.motion_moves_twice,
+                breaker_admits_while_open: file.planted.breaker_admits_while_open,
+                rate_limit_over_admits: file.planted.rate_limit_over_admits,
+                bulkhead_ignores_limit: file.planted.bulkhead_ignores_limit,
+                gateway_retries_unsafe: file.planted.gateway_retries_unsafe,
+                gateway_skips_authorisation: file.planted.gateway_skips_authorisation,
+                gateway_omits_retry_after: file.planted.gateway_omits_retry_after,
+                registry_discovers_critical: file.planted.registry_discovers_critical,
             },
             services: None,
             order_workload: None,

@@ -9,6 +9,7 @@
 //! nonsense, so that a bad number is an error naming the table and the key, never a panic.
 //! What the hosts run with these is `hosts.rs`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -78,6 +79,7 @@ pub(crate) struct GatewayFile {
     pub(crate) breaker_half_open_calls: Option<u32>,
     pub(crate) breaker_calls_min: Option<u32>,
     pub(crate) breaker_window_calls: Option<u32>,
+    pub(crate) breaker_half_open_wait_ms: Option<f64>,
 }
 
 /// `[[services.gateway.key]]`: one API key.
@@ -146,8 +148,9 @@ pub(crate) struct OrdersFile {
     pub(crate) driver_restart_ms: Option<f64>,
 }
 
-/// `[workload.orders]`: `count` orders, one every `interval_ms` from `from_s`, parts and
-/// targets taken in turn, axes in turn (all axes unless `axes` is given).
+/// `[workload.orders]`: `count` orders, one every `interval_ms` from `from_s`, on the axes in
+/// turn (all axes unless `axes` is given), parts in turn, and each axis going through
+/// `targets_deg` in turn (the n-th order on an axis moves it to the n-th target).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct OrderWorkloadFile {
@@ -169,6 +172,9 @@ pub(crate) struct OrderWorkloadFile {
     /// Give an order up if the gateway has not accepted it within this.
     #[serde(default)]
     pub(crate) deadline_ms: Option<f64>,
+    /// Sends of one order at most, the first included.
+    #[serde(default)]
+    pub(crate) attempts_max: Option<u32>,
 }
 
 impl OrderWorkloadFile {
@@ -238,6 +244,7 @@ pub struct OrderWorkload {
     pub api_key: String,
     pub poll_interval: Option<Duration>,
     pub deadline: Option<Duration>,
+    pub attempts_max: Option<u32>,
 }
 
 /// `[[workload.request]]` resolved.
@@ -604,6 +611,14 @@ impl<E> ServicesChecker<'_, E> {
         )? {
             breaker.wait_in_open = d;
         }
+        if let Some(d) = self.duration_ms(
+            span.clone(),
+            t,
+            "breaker_half_open_wait_ms",
+            g.breaker_half_open_wait_ms,
+        )? {
+            breaker.half_open_wait_max = d;
+        }
         if let Some(n) = self.count(
             span.clone(),
             t,
@@ -826,6 +841,7 @@ impl<E> ServicesChecker<'_, E> {
             ));
         }
         let mut orders = Vec::new();
+        let mut on_axis: BTreeMap<&str, usize> = BTreeMap::new();
         for n in 0..w.count {
             let at = Duration::from_secs_f64(w.from_s) + interval * n;
             if at >= duration {
@@ -839,17 +855,22 @@ impl<E> ServicesChecker<'_, E> {
                 ));
             }
             let i = n as usize;
+            let axis = &order_axes[i % order_axes.len()];
+            let nth = on_axis.entry(axis).or_default();
+            let target_deg = w.targets_deg[*nth % w.targets_deg.len()];
+            *nth += 1;
             orders.push(PlannedOrder {
                 at,
                 part: w.parts[i % w.parts.len()].clone(),
                 quantity: w.quantity,
-                axis: order_axes[i % order_axes.len()].clone(),
-                target_rad: w.targets_deg[i % w.targets_deg.len()].to_radians(),
+                axis: axis.clone(),
+                target_rad: target_deg.to_radians(),
             });
         }
         Ok(OrderWorkload {
             orders,
             api_key: w.api_key.clone(),
+            attempts_max: self.count(span.clone(), t, "attempts_max", w.attempts_max, 1000)?,
             poll_interval: self.duration_ms(
                 span.clone(),
                 t,
