@@ -348,6 +348,29 @@ fn run_scenario(
             report.moves.failed,
             report.moves.retries
         );
+        if let Some(orders) = &report.orders {
+            let statuses: Vec<String> = orders
+                .gateway_statuses
+                .iter()
+                .map(|(status, count)| format!("{status}×{count}"))
+                .collect();
+            println!(
+                "orders: {} placed, {} started, {} completed, {} compensated, {} given up, {} taken over; saga p50 {} ms, p99 {} ms; gateway answered {}",
+                orders.placed,
+                orders.started,
+                orders.completed,
+                orders.compensated,
+                orders.given_up,
+                orders.takeovers,
+                orders
+                    .saga_ms_p50
+                    .map_or("-".to_owned(), |ms| format!("{ms:.0}")),
+                orders
+                    .saga_ms_p99
+                    .map_or("-".to_owned(), |ms| format!("{ms:.0}")),
+                statuses.join(" ")
+            );
+        }
         for axis in &report.axes {
             println!(
                 "axis {}: following error max {:.3}° rms {:.3}°, peak current {:.3} A, final {:.3}°, {} watchdog trips",
