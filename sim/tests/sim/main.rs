@@ -6,5 +6,6 @@ mod bad_input;
 mod cli;
 mod disk;
 mod planted;
+mod planted_cell;
 mod scenarios;
 mod sweep;
