@@ -56,12 +56,17 @@ pub enum AxesCall {
         request_id: u64,
         holder: String,
     },
+    /// Reset the drive's fault (CiA 402 Fault → Switch on disabled): an operator's
+    /// acknowledgement that the cause is gone. The next move enables the axis again.
+    ResetFault { axis: AxisName },
 }
 
 impl AxesCall {
     pub fn axis(&self) -> &AxisName {
         match self {
-            AxesCall::Status { axis } | AxesCall::Move { axis, .. } => axis,
+            AxesCall::Status { axis }
+            | AxesCall::Move { axis, .. }
+            | AxesCall::ResetFault { axis } => axis,
         }
     }
 }
@@ -74,7 +79,12 @@ pub fn plan(request: &UpstreamRequest) -> Plan<AxesCall> {
     let planned = match (segments.as_slice(), request.method) {
         ([axis], HttpMethod::Get) => axis_name(axis).map(|axis| AxesCall::Status { axis }),
         ([axis, "move"], HttpMethod::Post) => operator_move(request, axis),
-        ([_] | [_, "move"], method) => Err(method_not_allowed(method.as_str(), &request.path)),
+        ([axis, "reset"], HttpMethod::Post) => {
+            axis_name(axis).map(|axis| AxesCall::ResetFault { axis })
+        }
+        ([_] | [_, "move" | "reset"], method) => {
+            Err(method_not_allowed(method.as_str(), &request.path))
+        }
         _ => Err(no_such_path(&request.path)),
     };
     match planned {
@@ -141,6 +151,22 @@ pub fn status_response(
 ) -> UpstreamResponse {
     match answer {
         MotionResponse::Status(status) => UpstreamResponse::json(200, &status_json(axis, &status)),
+        other => refusal(axis, other, retry_after_s),
+    }
+}
+
+/// After `ResetFault`: 200 when the drive took the reset (also when there was no fault: a
+/// reset is idempotent), 409 when its supervisor refused (a fault reaction still under way).
+pub fn reset_response(
+    axis: &AxisName,
+    answer: MotionResponse,
+    retry_after_s: u32,
+) -> UpstreamResponse {
+    match answer {
+        MotionResponse::Done => UpstreamResponse::json(
+            200,
+            &serde_json::json!({ "axis": axis.as_str(), "reset": true }),
+        ),
         other => refusal(axis, other, retry_after_s),
     }
 }
@@ -412,6 +438,41 @@ mod tests {
         );
         long_consumer.consumer = "c".repeat(HOLDER_LENGTH_MAX);
         assert_eq!(answered(plan(&long_consumer)).0, 403);
+    }
+
+    #[test]
+    fn a_fault_reset_is_a_post_and_maps_the_drives_answer() {
+        // Goal: `POST /axes/x/reset` becomes a reset of axis x (any other method is 405); the
+        // drive taking it is 200, its supervisor refusing it 409 naming the refusal. Method: a
+        // table over `plan` and `reset_response`.
+        let x = AxisName::new("x");
+        assert_eq!(
+            plan(&request(HttpMethod::Post, "/axes/x/reset", "null", None)),
+            Plan::Call(AxesCall::ResetFault { axis: x.clone() })
+        );
+        assert_eq!(
+            answered(plan(&request(
+                HttpMethod::Get,
+                "/axes/x/reset",
+                "null",
+                None
+            )))
+            .0,
+            405
+        );
+        let done = reset_response(&x, MotionResponse::Done, 1);
+        assert_eq!(
+            (done.status, json(&done)["reset"].as_bool()),
+            (200, Some(true))
+        );
+        let refused = reset_response(
+            &x,
+            MotionResponse::Rejected {
+                reason: RejectReason::UnknownAxis,
+            },
+            1,
+        );
+        assert_eq!(refused.status, 404);
     }
 
     #[test]

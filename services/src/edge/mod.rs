@@ -33,6 +33,10 @@
 //!   the lease: it expires by its TTL, after the move could have finished; re-sending the
 //!   request with the same `Idempotency-Key` learns the outcome. The wait is the edge's own, not
 //!   the caller's: a gateway that gave up does not leave the lease held for a whole TTL.
+//! - **Fault reset** (`POST /axes/{axis}/reset`, operators only): the drive's fault is reset
+//!   (`MotionRequest::ResetFault`, idempotent: resetting a healthy axis changes nothing); the
+//!   next move enables the axis again. A faulted axis stays faulted until someone says its cause
+//!   is gone: no service resets faults on its own.
 //! - **Axes across motion hosts.** The gateway picks any passing `motion` instance; an axes
 //!   edge forwards a request about an axis listed in `axis_backends` to that axis's motion
 //!   service, any other to `backend`. So every axes edge can answer for every axis.
@@ -416,6 +420,13 @@ impl<T: Transport> Context<T> {
                 let native = MotionRequest::Status { axis: axis.clone() };
                 match self.call(request, endpoint, &native).await {
                     Ok(answer) => axes::status_response(&axis, answer, retry_after_s),
+                    Err(failed) => failed,
+                }
+            }
+            AxesCall::ResetFault { axis } => {
+                let native = MotionRequest::ResetFault { axis: axis.clone() };
+                match self.call(request, endpoint, &native).await {
+                    Ok(answer) => axes::reset_response(&axis, answer, retry_after_s),
                     Err(failed) => failed,
                 }
             }
