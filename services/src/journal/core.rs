@@ -348,6 +348,13 @@ impl JournalCore {
             count,
             position = position_first,
             event_ids = event_ids(&record.events.iter().map(|e| e.id).collect::<Vec<_>>()).as_str(),
+            kinds = record
+                .events
+                .iter()
+                .map(|e| e.kind.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+                .as_str(),
         );
         let response = JournalResponse::Appended {
             version_first,

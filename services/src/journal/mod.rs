@@ -28,7 +28,7 @@
 //! - `journal_append` (stream, expected, expected_version, head, version_first, count,
 //!   position, event_ids): a batch was decided (not yet durable); `head` is the stream's last
 //!   version the expected version was checked against (absent: no stream), `event_ids` the
-//!   batch's ids (32 hex digits each, comma-separated);
+//!   batch's ids (32 hex digits each, comma-separated), `kinds` their kinds (comma-separated);
 //! - `journal_ack` (stream, version_first, count, position, duplicate): its answer was released
 //!   (after the sync, unless `ack_before_sync` is planted);
 //! - `journal_append_duplicate` (stream, expected, expected_version, version_first, count,

@@ -126,13 +126,25 @@ impl SagaEvent {
         }
     }
 
+    /// The event's kind as the journal stores it: the kind, and for a step's event its step
+    /// (`step_succeeded:reserve_part`), so that the journal's own record of a saga (its trace
+    /// of appends) says what each event was without decoding it.
+    pub fn journal_kind(&self) -> String {
+        match self {
+            SagaEvent::StepSucceeded { step, .. }
+            | SagaEvent::StepFailed { step, .. }
+            | SagaEvent::StepCompensated { step } => format!("{}:{}", self.kind(), step.kind()),
+            _ => self.kind().to_owned(),
+        }
+    }
+
     /// The event as the journal stores it, at `version` of the saga's stream, written by
     /// instance `instance`.
     pub fn to_event_data(&self, order: OrderId, version: u64, instance: u16) -> EventData {
         let data = postcard::to_stdvec(self).expect("a saga event always serializes");
         EventData {
             id: event_id(order, version, instance, &data),
-            kind: self.kind().to_owned(),
+            kind: self.journal_kind(),
             data,
         }
     }

@@ -6,9 +6,13 @@
 //!   completion must follow a success (or shortfall) of each of the five steps; a compensation
 //!   must follow a failed step and name, in `saga_compensated_step`, exactly the compensatable
 //!   steps up to and including the failed one (the failed step too: its outcome may be unknown),
-//!   in reverse order. A saga ends once. Limit: the orders service traces an event only when
-//!   the journal's answer reached it; an append acknowledged while every answer of a whole
-//!   `must_retry` round (10 minutes by default) was lost would go untraced.
+//!   in reverse order. A saga ends once, and its orchestrators trace its end at most once. The
+//!   facts come from two records of the same saga: its orchestrator's trace (each event traced
+//!   once the journal's answer reached it) and the journal's own (`journal_append` with the
+//!   batch's `kinds`, such as `step_succeeded:move`, then `journal_ack`: durable). An
+//!   orchestrator that crashes between the journal's sync and its answer never traces that
+//!   event, while its successor folds it in from the stream; the journal's record keeps the
+//!   fact (flagship seed 51 found this).
 //! - **SG2**: once a saga recorded its pivot (`saga_step` step `move` outcome `succeeded`),
 //!   nothing of it is compensated: no failed step, no `saga_compensating`,
 //!   `saga_compensated_step` or `saga_compensated`, and the inventory releases nothing of it
@@ -87,6 +91,8 @@ struct SagaRecord {
     failed: Option<&'static str>,
     compensated: Vec<&'static str>,
     ended: Option<&'static str>,
+    /// The end its orchestrators traced (at most one may be).
+    traced_end: Option<&'static str>,
 }
 
 fn step_name(e: &TraceEvent) -> &'static str {
@@ -116,7 +122,128 @@ fn compensations_for(failed: &str) -> Vec<&'static str> {
 #[derive(Default)]
 struct SagaEnds {
     sagas: BTreeMap<u64, SagaRecord>,
+    /// Saga-stream batches the journal decided and has not yet acknowledged: (journal host,
+    /// stream, first version) → the batch's event kinds.
+    pending: BTreeMap<(String, String, u64), Vec<String>>,
     first: FirstViolation,
+}
+
+/// A fact about a saga, from its orchestrator's trace or from the journal's.
+enum SagaFact {
+    Succeeded(&'static str),
+    Failed(&'static str),
+    Compensated(&'static str),
+    Ended(&'static str),
+}
+
+fn known_step(step: &str, e: &TraceEvent) -> &'static str {
+    STEPS
+        .iter()
+        .copied()
+        .find(|s| *s == step)
+        .unwrap_or_else(|| panic!("unknown saga step {step}: {e}"))
+}
+
+impl SagaEnds {
+    /// The facts of one saga event's journal kind (`step_succeeded:move`, `saga_completed`).
+    fn journal_facts(kind: &str, e: &TraceEvent) -> Option<SagaFact> {
+        let (kind, step) = match kind.split_once(':') {
+            Some((kind, step)) => (kind, Some(known_step(step, e))),
+            None => (kind, None),
+        };
+        match (kind, step) {
+            ("step_succeeded", Some(step)) => Some(SagaFact::Succeeded(step)),
+            ("step_failed", Some(step)) => Some(SagaFact::Failed(step)),
+            ("step_compensated", Some(step)) => Some(SagaFact::Compensated(step)),
+            ("saga_completed", None) => Some(SagaFact::Ended("completed")),
+            ("saga_compensated", None) => Some(SagaFact::Ended("compensated")),
+            _ => None,
+        }
+    }
+
+    /// Folds one fact in. The journal acknowledges an event before its orchestrator hears of it
+    /// and traces it, and an orchestrator that crashes in between never does: so the same fact
+    /// may arrive twice (once from each) or once (from the journal), and is taken once.
+    fn apply(&mut self, order: u64, fact: SagaFact) -> Option<String> {
+        let saga = self.sagas.entry(order).or_default();
+        match fact {
+            SagaFact::Succeeded(step) => {
+                saga.succeeded.insert(step);
+            }
+            SagaFact::Failed(step) => saga.failed = Some(step),
+            SagaFact::Compensated(step) => {
+                if !saga.compensated.contains(&step) {
+                    saga.compensated.push(step);
+                }
+            }
+            SagaFact::Ended(end) => {
+                if let Some(before) = saga.ended {
+                    return (before != end)
+                        .then(|| format!("saga {order} ended {end} after it ended {before}"));
+                }
+                saga.ended = Some(end);
+                if end == "completed" {
+                    let missing: Vec<&str> = STEPS
+                        .iter()
+                        .copied()
+                        .filter(|s| !saga.succeeded.contains(s))
+                        .collect();
+                    if !missing.is_empty() || saga.failed.is_some() {
+                        return Some(format!(
+                            "saga {order} completed without steps {missing:?} (failed step: {:?})",
+                            saga.failed
+                        ));
+                    }
+                } else {
+                    match saga.failed {
+                        None => {
+                            return Some(format!("saga {order} compensated without a failed step"));
+                        }
+                        Some(failed) => {
+                            let wanted = compensations_for(failed);
+                            if saga.compensated != wanted {
+                                return Some(format!(
+                                    "saga {order} failed at {failed} and compensated {:?}, not {wanted:?}",
+                                    saga.compensated
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// The journal's record of saga streams: a batch's kinds when decided, its facts once
+    /// acknowledged (durable). A duplicate acknowledgement repeats a stored batch.
+    fn on_journal_event(&mut self, e: &TraceEvent) -> Option<String> {
+        let stream = e.field("stream")?;
+        let order: u64 = stream.strip_prefix("saga-")?.parse().ok()?;
+        let key = (
+            e.host.clone(),
+            stream.to_owned(),
+            required_u64(e, "version_first"),
+        );
+        match e.name.as_str() {
+            "journal_append" => {
+                let kinds = required(e, "kinds").split(',').map(str::to_owned).collect();
+                self.pending.insert(key, kinds);
+                None
+            }
+            "journal_ack" => {
+                let kinds = self.pending.remove(&key)?;
+                let mut finding = None;
+                for kind in kinds {
+                    if let Some(fact) = Self::journal_facts(&kind, e) {
+                        finding = finding.or(self.apply(order, fact));
+                    }
+                }
+                finding
+            }
+            _ => None,
+        }
+    }
 }
 
 impl Oracle for SagaEnds {
@@ -127,64 +254,47 @@ impl Oracle for SagaEnds {
         "every saga ends completed or compensated"
     }
     fn on_event(&mut self, e: &TraceEvent) {
+        if matches!(e.name.as_str(), "journal_append" | "journal_ack") {
+            if let Some(detail) = self.on_journal_event(e) {
+                self.first.record(e.t, || detail);
+            }
+            return;
+        }
         let Some(order) = saga_order(e) else {
             return;
         };
-        let saga = self.sagas.entry(order).or_default();
-        let mut finding = None;
-        match e.name.as_str() {
+        let fact = match e.name.as_str() {
             "saga_step" => {
                 let step = step_name(e);
                 match required(e, "outcome") {
-                    "failed" => saga.failed = Some(step),
-                    _ => {
-                        saga.succeeded.insert(step);
-                    }
+                    "failed" => SagaFact::Failed(step),
+                    _ => SagaFact::Succeeded(step),
                 }
             }
-            "saga_compensated_step" => saga.compensated.push(step_name(e)),
+            "saga_compensated_step" => SagaFact::Compensated(step_name(e)),
             "saga_completed" | "saga_compensated" => {
                 let end = if e.name == "saga_completed" {
                     "completed"
                 } else {
                     "compensated"
                 };
-                if let Some(before) = saga.ended {
-                    finding = Some(format!("saga {order} ended {end} after it ended {before}"));
-                } else if end == "completed" {
-                    let missing: Vec<&str> = STEPS
-                        .iter()
-                        .copied()
-                        .filter(|s| !saga.succeeded.contains(s))
-                        .collect();
-                    if !missing.is_empty() || saga.failed.is_some() {
-                        finding = Some(format!(
-                            "saga {order} completed without steps {missing:?} (failed step: {:?})",
-                            saga.failed
-                        ));
-                    }
-                } else {
-                    match saga.failed {
-                        None => {
-                            finding =
-                                Some(format!("saga {order} compensated without a failed step"));
-                        }
-                        Some(failed) => {
-                            let wanted = compensations_for(failed);
-                            if saga.compensated != wanted {
-                                finding = Some(format!(
-                                    "saga {order} failed at {failed} and compensated {:?}, not {wanted:?}",
-                                    saga.compensated
-                                ));
-                            }
-                        }
-                    }
+                let saga = self.sagas.entry(order).or_default();
+                if let Some(before) = saga.traced_end.replace(end) {
+                    self.first.record(e.t, || {
+                        format!(
+                            "saga {order} traced ended {end} after it was traced ended {before}"
+                        )
+                    });
                 }
-                saga.ended = Some(end);
+                SagaFact::Ended(end)
             }
-            _ => {}
-        }
-        if let Some(detail) = finding {
+            _ => {
+                // Any other saga event (started, resumed, claimed) makes the saga known.
+                self.sagas.entry(order).or_default();
+                return;
+            }
+        };
+        if let Some(detail) = self.apply(order, fact) {
             self.first.record(e.t, || detail);
         }
     }
@@ -901,6 +1011,124 @@ mod tests {
     fn with(mut events: Vec<TraceEvent>, more: Vec<TraceEvent>) -> Vec<TraceEvent> {
         events.extend(more);
         events
+    }
+
+    /// The journal deciding (`journal_append`) and acknowledging (`journal_ack`) one event of
+    /// saga `order`'s stream at `version`.
+    fn journaled(t: u64, order: &str, version: &str, kind: &str, acked: bool) -> Vec<TraceEvent> {
+        let stream = format!("saga-{order}");
+        let mut events = vec![event(
+            t,
+            "journal",
+            "journal_append",
+            &[
+                ("stream", &stream),
+                ("version_first", version),
+                ("count", "1"),
+                ("kinds", kind),
+            ],
+        )];
+        if acked {
+            events.push(event(
+                t + 1,
+                "journal",
+                "journal_ack",
+                &[
+                    ("stream", &stream),
+                    ("version_first", version),
+                    ("count", "1"),
+                    ("duplicate", "false"),
+                ],
+            ));
+        }
+        events
+    }
+
+    #[test]
+    fn sg1_takes_the_journals_record_of_steps_an_orchestrator_never_traced() {
+        // Goal: a step the journal acknowledged counts although its orchestrator crashed before
+        // hearing of it (flagship seed 51), the journal's record alone can break the rules, and
+        // an append the journal never acknowledged (lost in a crash) is no fact. Method: one
+        // saga whose `reserve_part` success is only in the journal's record; then the same with
+        // that append unacknowledged; then a journal-recorded completion that skips steps; then
+        // two traced ends.
+        let order = "7";
+        let mut steps = vec![saga(0, "saga_started", order, &[])];
+        steps.extend(journaled(
+            10,
+            order,
+            "1",
+            "step_succeeded:reserve_part",
+            true,
+        ));
+        for (i, name) in ["lease_axis", "move", "commit_part", "release_axis"]
+            .into_iter()
+            .enumerate()
+        {
+            let t = 100 + 10 * i as u64;
+            steps.extend(journaled(
+                t,
+                order,
+                &(i + 2).to_string(),
+                &format!("step_succeeded:{name}"),
+                true,
+            ));
+            steps.push(step(t + 2, order, name, "succeeded"));
+        }
+        let completed = with(
+            journaled(200, order, "6", "saga_completed", true),
+            vec![saga(
+                202,
+                "saga_completed",
+                order,
+                &[("shortfall", "false")],
+            )],
+        );
+        assert_eq!(
+            judge("SG1", &with(steps.clone(), completed.clone()), 1000),
+            None
+        );
+
+        let mut lost = steps.clone();
+        lost.splice(
+            1..3,
+            journaled(10, order, "1", "step_succeeded:reserve_part", false),
+        );
+        let violation = judge("SG1", &with(lost, completed.clone()), 1000).expect("caught");
+        assert!(
+            violation
+                .detail
+                .contains("completed without steps [\"reserve_part\"]"),
+            "{}",
+            violation.detail
+        );
+
+        let skipped = with(
+            vec![saga(0, "saga_started", "8", &[])],
+            journaled(50, "8", "1", "saga_completed", true),
+        );
+        let violation = judge("SG1", &skipped, 1000).expect("caught");
+        assert!(
+            violation.detail.contains("saga 8 completed without steps"),
+            "{}",
+            violation.detail
+        );
+
+        let twice = with(
+            with(steps, completed),
+            vec![saga(
+                300,
+                "saga_completed",
+                order,
+                &[("shortfall", "false")],
+            )],
+        );
+        let violation = judge("SG1", &twice, 1000).expect("caught");
+        assert!(
+            violation.detail.contains("traced ended completed after"),
+            "{}",
+            violation.detail
+        );
     }
 
     // Goal: every saga oracle holds on a correct history (a completed saga, a compensated one,
