@@ -13,7 +13,9 @@
 //!   orchestrator that crashes between the journal's sync and its answer never traces that
 //!   event, while its successor folds it in from the stream; the journal's record keeps the
 //!   fact (flagship seed 51 found this).
-//! - **SG2**: once a saga recorded its pivot (`saga_step` step `move` outcome `succeeded`),
+//! - **SG2**: once a saga recorded its pivot (`saga_step` step `move` outcome `succeeded`, or
+//!   the journal acknowledging `step_succeeded:move` on its stream, which an orchestrator that
+//!   crashed before the answer never traces),
 //!   nothing of it is compensated: no failed step, no `saga_compensating`,
 //!   `saga_compensated_step` or `saga_compensated`, and the inventory releases nothing of it
 //!   (`stock_released`, `release_tombstone` with `saga` = the order id).
@@ -122,9 +124,7 @@ fn compensations_for(failed: &str) -> Vec<&'static str> {
 #[derive(Default)]
 struct SagaEnds {
     sagas: BTreeMap<u64, SagaRecord>,
-    /// Saga-stream batches the journal decided and has not yet acknowledged: (journal host,
-    /// stream, first version) → the batch's event kinds.
-    pending: BTreeMap<(String, String, u64), Vec<String>>,
+    journal: JournaledSagas,
     first: FirstViolation,
 }
 
@@ -214,36 +214,6 @@ impl SagaEnds {
         }
         None
     }
-
-    /// The journal's record of saga streams: a batch's kinds when decided, its facts once
-    /// acknowledged (durable). A duplicate acknowledgement repeats a stored batch.
-    fn on_journal_event(&mut self, e: &TraceEvent) -> Option<String> {
-        let stream = e.field("stream")?;
-        let order: u64 = stream.strip_prefix("saga-")?.parse().ok()?;
-        let key = (
-            e.host.clone(),
-            stream.to_owned(),
-            required_u64(e, "version_first"),
-        );
-        match e.name.as_str() {
-            "journal_append" => {
-                let kinds = required(e, "kinds").split(',').map(str::to_owned).collect();
-                self.pending.insert(key, kinds);
-                None
-            }
-            "journal_ack" => {
-                let kinds = self.pending.remove(&key)?;
-                let mut finding = None;
-                for kind in kinds {
-                    if let Some(fact) = Self::journal_facts(&kind, e) {
-                        finding = finding.or(self.apply(order, fact));
-                    }
-                }
-                finding
-            }
-            _ => None,
-        }
-    }
 }
 
 impl Oracle for SagaEnds {
@@ -255,8 +225,14 @@ impl Oracle for SagaEnds {
     }
     fn on_event(&mut self, e: &TraceEvent) {
         if matches!(e.name.as_str(), "journal_append" | "journal_ack") {
-            if let Some(detail) = self.on_journal_event(e) {
-                self.first.record(e.t, || detail);
+            if let Some((order, kinds)) = self.journal.on_event(e) {
+                for kind in kinds {
+                    if let Some(fact) = Self::journal_facts(&kind, e)
+                        && let Some(detail) = self.apply(order, fact)
+                    {
+                        self.first.record(e.t, || detail);
+                    }
+                }
             }
             return;
         }
@@ -314,12 +290,58 @@ impl Oracle for SagaEnds {
 // ---------------------------------------------------------------------------------------------
 // SG2
 
+/// The journal's record of saga streams, as its trace shows it: a batch's kinds when decided,
+/// returned once acknowledged (durable).
+#[derive(Default)]
+struct JournaledSagas {
+    /// (journal host, stream, first version) → the batch's event kinds.
+    pending: BTreeMap<(String, String, u64), Vec<String>>,
+}
+
+impl JournaledSagas {
+    /// For a `journal_ack` of a saga stream's batch: the order and the batch's kinds.
+    fn on_event(&mut self, e: &TraceEvent) -> Option<(u64, Vec<String>)> {
+        if !matches!(e.name.as_str(), "journal_append" | "journal_ack") {
+            return None;
+        }
+        let stream = e.field("stream")?;
+        let order: u64 = stream.strip_prefix("saga-")?.parse().ok()?;
+        let key = (
+            e.host.clone(),
+            stream.to_owned(),
+            required_u64(e, "version_first"),
+        );
+        if e.name == "journal_append" {
+            let kinds = required(e, "kinds").split(',').map(str::to_owned).collect();
+            self.pending.insert(key, kinds);
+            return None;
+        }
+        self.pending.remove(&key).map(|kinds| (order, kinds))
+    }
+}
+
 /// SG2.
 #[derive(Default)]
 struct NoCompensationAfterPivot {
     /// Order → when its pivot was recorded.
     pivoted: BTreeMap<u64, Duration>,
+    journal: JournaledSagas,
     first: FirstViolation,
+}
+
+impl NoCompensationAfterPivot {
+    /// `what` happened to saga `order` at `t`: a violation if its pivot was recorded.
+    fn after_pivot(&mut self, order: u64, t: Duration, what: impl FnOnce() -> String) {
+        if let Some(&pivot_t) = self.pivoted.get(&order) {
+            self.first.record(t, || {
+                format!(
+                    "saga {order}: {} after its move succeeded at {:.3} s",
+                    what(),
+                    pivot_t.as_secs_f64()
+                )
+            });
+        }
+    }
 }
 
 impl Oracle for NoCompensationAfterPivot {
@@ -330,6 +352,21 @@ impl Oracle for NoCompensationAfterPivot {
         "no compensation after the pivot"
     }
     fn on_event(&mut self, e: &TraceEvent) {
+        if let Some((order, kinds)) = self.journal.on_event(e) {
+            // The journal's record: a pivot its orchestrator never heard acknowledged still
+            // happened, and a compensation it records is one.
+            for kind in kinds {
+                if kind == "step_succeeded:move" {
+                    self.pivoted.entry(order).or_insert(e.t);
+                } else if kind.starts_with("step_failed:")
+                    || kind.starts_with("step_compensated:")
+                    || kind == "saga_compensated"
+                {
+                    self.after_pivot(order, e.t, || format!("journal records {kind}"));
+                }
+            }
+            return;
+        }
         let (order, what) = match e.name.as_str() {
             "saga_step" => {
                 let order = required_u64(e, "order");
@@ -355,14 +392,7 @@ impl Oracle for NoCompensationAfterPivot {
             ),
             _ => return,
         };
-        if let Some(&pivot_t) = self.pivoted.get(&order) {
-            self.first.record(e.t, || {
-                format!(
-                    "saga {order}: {what} after its move succeeded at {:.3} s",
-                    pivot_t.as_secs_f64()
-                )
-            });
-        }
+        self.after_pivot(order, e.t, || what);
     }
     fn finish(&mut self, _end: Duration) -> Option<Violation> {
         self.first.take()
@@ -1042,6 +1072,25 @@ mod tests {
             ));
         }
         events
+    }
+
+    #[test]
+    fn sg2_learns_a_pivot_from_the_journal_alone() {
+        // Goal: a pivot the journal acknowledged counts for SG2 although no orchestrator traced
+        // it, and a compensation recorded after it is caught; an unacknowledged pivot append is
+        // no pivot. Method: journal-only histories of saga 9.
+        let pivot = journaled(10, "9", "3", "step_succeeded:move", true);
+        let compensation = journaled(50, "9", "4", "step_compensated:lease_axis", true);
+        let violation = judge("SG2", &with(pivot, compensation.clone()), 1000).expect("caught");
+        assert!(
+            violation
+                .detail
+                .contains("journal records step_compensated:lease_axis after its move"),
+            "{}",
+            violation.detail
+        );
+        let lost_pivot = journaled(10, "9", "3", "step_succeeded:move", false);
+        assert_eq!(judge("SG2", &with(lost_pivot, compensation), 1000), None);
     }
 
     #[test]
