@@ -98,12 +98,7 @@ struct SagaRecord {
 }
 
 fn step_name(e: &TraceEvent) -> &'static str {
-    let step = required(e, "step");
-    STEPS
-        .iter()
-        .copied()
-        .find(|s| *s == step)
-        .unwrap_or_else(|| panic!("unknown saga step {step}: {e}"))
+    known_step(required(e, "step"), e)
 }
 
 /// The compensations a saga that failed at `failed` must run, in order.

@@ -296,6 +296,28 @@ impl<E> ServicesChecker<'_, E> {
         }
     }
 
+    /// A key in seconds (`_s`): checked and worded in seconds, as the file says it.
+    fn duration_s(
+        &self,
+        span: std::ops::Range<usize>,
+        table: &str,
+        key: &str,
+        value: Option<f64>,
+    ) -> Result<Option<Duration>, E> {
+        match value {
+            None => Ok(None),
+            Some(s) if s > 0.0 && s.is_finite() && s <= 24.0 * 3600.0 => {
+                Ok(Some(Duration::from_secs_f64(s)))
+            }
+            Some(s) => Err((self.fail)(
+                span,
+                format!(
+                    "[{table}]: `{key}` must be a positive number of seconds up to a day, not {s}"
+                ),
+            )),
+        }
+    }
+
     fn count(
         &self,
         span: std::ops::Range<usize>,
@@ -699,10 +721,10 @@ impl<E> ServicesChecker<'_, E> {
         )? {
             config.max_deliver = n;
         }
-        if let Some(s) = b.duplicate_window_s {
-            config.duplicate_window = self
-                .duration_ms(span.clone(), t, "duplicate_window_s", Some(s * 1e3))?
-                .expect("given");
+        if let Some(d) =
+            self.duration_s(span.clone(), t, "duplicate_window_s", b.duplicate_window_s)?
+        {
+            config.duplicate_window = d;
         }
         Ok(config)
     }
@@ -742,10 +764,8 @@ impl<E> ServicesChecker<'_, E> {
             ));
         }
         let mut config = InventoryConfig::new(parts);
-        if let Some(s) = inv.reservation_ttl_s {
-            config.reservation_ttl = self
-                .duration_ms(span, t, "reservation_ttl_s", Some(s * 1e3))?
-                .expect("given");
+        if let Some(d) = self.duration_s(span, t, "reservation_ttl_s", inv.reservation_ttl_s)? {
+            config.reservation_ttl = d;
         }
         Ok(config)
     }

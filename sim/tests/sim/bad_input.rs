@@ -186,3 +186,50 @@ fn plant_parameter_errors_point_at_the_plant_table() {
         &["case.toml:13:1:", "xm999", "xm430-w350"],
     );
 }
+
+/// The base with the order path: the line numbers below count from it.
+fn with_services(extra: &str) -> String {
+    format!(
+        "{BASE}
+[services]
+
+[[services.gateway.key]]
+key = \"k\"
+consumer = \"line\"
+role = \"operator\"
+
+[[services.inventory.part]]
+name = \"bolt\"
+stock = 10
+{extra}"
+    )
+}
+
+#[test]
+fn the_order_paths_tables_name_their_table_key_and_line() {
+    Scenario::from_source(&Source::new("case.toml", with_services(""))).unwrap();
+    check(
+        &with_services("\n[services.inventory]\nreservation_ttl_s = -1.0\n"),
+        &[
+            "[services.inventory]: `reservation_ttl_s` must be a positive number of seconds",
+            "not -1",
+        ],
+    );
+    check(
+        &with_services("\n[services.gateway]\nbreaker_calls_min = 50\nbreaker_window_calls = 10\n"),
+        &["[services.gateway]: `breaker_calls_min` (50) exceeds `breaker_window_calls` (10)"],
+    );
+    check(
+        &with_services(
+            "\n[workload.orders]\ncount = 3\ninterval_ms = 100\nparts = [\"nut\"]\ntargets_deg = [10.0]\napi_key = \"k\"\n",
+        ),
+        &["case.toml:32:1:", "[workload.orders]: part `nut` is not in"],
+    );
+    check(
+        &BASE.replace(
+            "[[workload.move]]",
+            "[[workload.request]]\nat_s = 1.0\nmethod = \"GET\"\npath = \"/axes/x\"\n\n[[workload.move]]",
+        ),
+        &["case.toml:16:1:", "add `[services]` to run it"],
+    );
+}
