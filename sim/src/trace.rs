@@ -50,6 +50,19 @@ impl TraceEvent {
     pub fn field_u64(&self, key: &str) -> Option<u64> {
         self.field(key)?.parse().ok()
     }
+
+    /// A field an event of this name always carries: its absence is a broken contract between a
+    /// service and the oracles, so it panics naming the event.
+    pub fn required(&self, key: &str) -> &str {
+        self.field(key)
+            .unwrap_or_else(|| panic!("{} event without {key}: {self}", self.name))
+    }
+
+    /// A numeric field an event of this name always carries (see [`TraceEvent::required`]).
+    pub fn required_u64(&self, key: &str) -> u64 {
+        self.field_u64(key)
+            .unwrap_or_else(|| panic!("{} event without a numeric {key}: {self}", self.name))
+    }
 }
 
 impl fmt::Display for TraceEvent {

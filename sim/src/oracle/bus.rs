@@ -47,11 +47,6 @@ fn message_key(e: &TraceEvent) -> MessageKey {
     (e.host.clone(), topic.to_owned(), sequence)
 }
 
-fn required<'a>(e: &'a TraceEvent, field: &str) -> &'a str {
-    e.field(field)
-        .unwrap_or_else(|| panic!("{} event without {field}: {e}", e.name))
-}
-
 /// Where a message stands in one group.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum GroupState {
@@ -87,8 +82,9 @@ impl Oracle for AckedOrDeadLettered {
         match e.name.as_str() {
             "bus_published" | "bus_duplicate" => {
                 let key = message_key(e);
-                let msg_id = required(e, "msg_id").to_owned();
-                let groups = required(e, "groups")
+                let msg_id = e.required("msg_id").to_owned();
+                let groups = e
+                    .required("groups")
                     .split(',')
                     .filter(|g| !g.is_empty())
                     .map(|g| (g.to_owned(), GroupState::Pending))
@@ -101,7 +97,7 @@ impl Oracle for AckedOrDeadLettered {
             }
             "bus_delivered" | "bus_acked" | "bus_dead_lettered" => {
                 let key = message_key(e);
-                let group = required(e, "group").to_owned();
+                let group = e.required("group").to_owned();
                 // A message delivered before its publish was traced cannot be judged here (its
                 // acknowledgement was lost in a crash); MQ1 is about acknowledged publishes.
                 let Some(message) = self.messages.get_mut(&key) else {
@@ -164,7 +160,7 @@ impl Oracle for DeliveriesBounded {
             return;
         }
         let key = message_key(e);
-        let group = required(e, "group").to_owned();
+        let group = e.required("group").to_owned();
         let (Some(delivery), Some(max_deliver)) =
             (e.field_u64("delivery"), e.field_u64("max_deliver"))
         else {
@@ -208,9 +204,9 @@ impl Oracle for AppliedOnce {
             return;
         }
         let key = (
-            required(e, "group").to_owned(),
-            required(e, "topic").to_owned(),
-            required(e, "msg_id").to_owned(),
+            e.required("group").to_owned(),
+            e.required("topic").to_owned(),
+            e.required("msg_id").to_owned(),
         );
         if let Some((host, t)) = self.applied.get(&key) {
             let (host, t) = (host.clone(), *t);

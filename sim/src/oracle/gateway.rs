@@ -41,16 +41,6 @@ pub(crate) fn oracles() -> Vec<Box<dyn Oracle>> {
     ]
 }
 
-fn required<'a>(e: &'a TraceEvent, field: &str) -> &'a str {
-    e.field(field)
-        .unwrap_or_else(|| panic!("{} event without {field}: {e}", e.name))
-}
-
-fn required_u64(e: &TraceEvent, field: &str) -> u64 {
-    e.field_u64(field)
-        .unwrap_or_else(|| panic!("{} event without a numeric {field}: {e}", e.name))
-}
-
 /// RL1.
 #[derive(Default)]
 struct RateBounded {
@@ -75,10 +65,10 @@ impl Oracle for RateBounded {
         if e.name != "rate_admitted" {
             return;
         }
-        let consumer = required(e, "consumer").to_owned();
-        let tokens_max = required_u64(e, "tokens_max");
-        let tokens_per_fill = required_u64(e, "tokens_per_fill");
-        let fill_interval_ns = u128::from(required_u64(e, "fill_interval_us").max(1)) * 1_000;
+        let consumer = e.required("consumer").to_owned();
+        let tokens_max = e.required_u64("tokens_max");
+        let tokens_per_fill = e.required_u64("tokens_per_fill");
+        let fill_interval_ns = u128::from(e.required_u64("fill_interval_us").max(1)) * 1_000;
         let times = self
             .admissions
             .entry((e.host.clone(), consumer.clone()))
@@ -129,10 +119,10 @@ impl Oracle for InFlightBounded {
         if e.name != "bulkhead_in_flight" {
             return;
         }
-        let in_flight = required_u64(e, "in_flight");
-        let limit = required_u64(e, "concurrency_max");
+        let in_flight = e.required_u64("in_flight");
+        let limit = e.required_u64("concurrency_max");
         if in_flight > limit {
-            let bulkhead = required(e, "bulkhead").to_owned();
+            let bulkhead = e.required("bulkhead").to_owned();
             let host = e.host.clone();
             self.first.record(e.t, || {
                 format!(
@@ -194,10 +184,7 @@ impl Oracle for OnlyAuthorised {
         match e.name.as_str() {
             "gateway_consumers" => {
                 self.consumers_known = true;
-                for entry in required(e, "consumers")
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                {
+                for entry in e.required("consumers").split(',').filter(|s| !s.is_empty()) {
                     let (consumer, role) = entry
                         .rsplit_once(':')
                         .unwrap_or_else(|| panic!("gateway_consumers entry {entry:?}: {e}"));
@@ -207,7 +194,7 @@ impl Oracle for OnlyAuthorised {
             "upstream_received" | "backend_call" => {
                 let consumer = e.field("consumer").unwrap_or("");
                 let role = e.field("role").unwrap_or("");
-                let method = required(e, "method");
+                let method = e.required("method");
                 if let Some(fault) = self.fault(consumer, role, method) {
                     let path = e
                         .field("path")
@@ -245,7 +232,7 @@ impl Oracle for RetryAfterPresent {
         if e.name != "http_request" {
             return;
         }
-        let status = required_u64(e, "status");
+        let status = e.required_u64("status");
         if matches!(status, 429 | 503) && e.field_u64("retry_after_s").is_none() {
             let method = e.field("method").unwrap_or("?").to_owned();
             let path = e.field("path").unwrap_or("?").to_owned();

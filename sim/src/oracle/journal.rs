@@ -196,18 +196,8 @@ struct JournalOracle {
     first: FirstViolation,
 }
 
-fn required<'a>(e: &'a TraceEvent, key: &str) -> &'a str {
-    e.field(key)
-        .unwrap_or_else(|| panic!("{} event without {key}: {e}", e.name))
-}
-
-fn required_u64(e: &TraceEvent, key: &str) -> u64 {
-    e.field_u64(key)
-        .unwrap_or_else(|| panic!("{} event without numeric {key}: {e}", e.name))
-}
-
 fn ids_of(e: &TraceEvent) -> Vec<String> {
-    required(e, "event_ids")
+    e.required("event_ids")
         .split(',')
         .map(str::to_owned)
         .collect()
@@ -242,13 +232,13 @@ impl JournalOracle {
         let mut findings = Vec::new();
         match e.name.as_str() {
             "journal_append" => {
-                let stream = required(e, "stream").to_owned();
-                let version_first = required_u64(e, "version_first");
-                let position = required_u64(e, "position");
+                let stream = e.required("stream").to_owned();
+                let version_first = e.required_u64("version_first");
+                let position = e.required_u64("position");
                 let ids = ids_of(e);
                 assert_eq!(
                     ids.len() as u64,
-                    required_u64(e, "count"),
+                    e.required_u64("count"),
                     "count and event_ids disagree: {e}"
                 );
                 let head = log.head(&stream);
@@ -270,7 +260,7 @@ impl JournalOracle {
                         ),
                     ));
                 }
-                let kind = required(e, "expected");
+                let kind = e.required("expected");
                 let expected_version = e.field_u64("expected_version");
                 if !expected_matches(kind, expected_version, head) {
                     findings.push((
@@ -307,18 +297,18 @@ impl JournalOracle {
                 });
             }
             "journal_append_duplicate" => {
-                let stream = required(e, "stream");
+                let stream = e.required("stream");
                 let ids = ids_of(e);
                 let claimed = Batch {
                     stream: stream.to_owned(),
-                    version_first: required_u64(e, "version_first"),
-                    position: required_u64(e, "position"),
+                    version_first: e.required_u64("version_first"),
+                    position: e.required_u64("position"),
                     ids: ids.clone(),
                 };
                 match log.batch_of(&ids) {
                     Some(stored) if *stored == claimed => {
                         let before = stored.version_first.checked_sub(1);
-                        let kind = required(e, "expected");
+                        let kind = e.required("expected");
                         let expected_version = e.field_u64("expected_version");
                         if !expected_matches(kind, expected_version, before) {
                             findings.push((
@@ -341,14 +331,14 @@ impl JournalOracle {
                 }
             }
             "journal_append_conflict" => {
-                let stream = required(e, "stream");
+                let stream = e.required("stream");
                 let ids = ids_of(e);
                 let head = log.head(stream);
                 let checked = match log.batch_of(&ids) {
                     Some(stored) if stored.stream == stream => stored.version_first.checked_sub(1),
                     _ => head,
                 };
-                let kind = required(e, "expected");
+                let kind = e.required("expected");
                 let expected_version = e.field_u64("expected_version");
                 if expected_matches(kind, expected_version, checked) {
                     findings.push((
@@ -373,10 +363,10 @@ impl JournalOracle {
                 }
             }
             "journal_ack" => {
-                let stream = required(e, "stream");
-                let position = required_u64(e, "position");
-                let count = required_u64(e, "count");
-                let version_first = required_u64(e, "version_first");
+                let stream = e.required("stream");
+                let position = e.required_u64("position");
+                let count = e.required_u64("count");
+                let version_first = e.required_u64("version_first");
                 let known = log
                     .batches
                     .binary_search_by_key(&position, |batch| batch.position)
@@ -397,7 +387,7 @@ impl JournalOracle {
                 }
             }
             "journal_recovered" => {
-                let head = required_u64(e, "head");
+                let head = e.required_u64("head");
                 let decided = log.next_position();
                 let lost: Vec<(u64, u64)> = log
                     .acked
@@ -425,9 +415,9 @@ impl JournalOracle {
                         format!("recovered head {head} cuts a batch in two"),
                     ));
                 }
-                let count = required_u64(e, "count");
-                let streams = required_u64(e, "streams");
-                let digest = required(e, "digest");
+                let count = e.required_u64("count");
+                let streams = e.required_u64("streams");
+                let digest = e.required("digest");
                 let expected_digest = format!("{:016x}", log.digest());
                 if count != head || streams != log.stream_count() || digest != expected_digest {
                     findings.push((

@@ -102,11 +102,6 @@ impl RegistryOracle {
     }
 }
 
-fn required<'a>(e: &'a TraceEvent, field: &str) -> &'a str {
-    e.field(field)
-        .unwrap_or_else(|| panic!("{} event without {field}: {e}", e.name))
-}
-
 impl Oracle for RegistryOracle {
     fn id(&self) -> &'static str {
         match self.rule {
@@ -145,9 +140,9 @@ impl Oracle for RegistryOracle {
                     .field_u64("ttl_ms")
                     .unwrap_or_else(|| panic!("instance_registered without ttl_ms: {e}"));
                 self.instances.insert(
-                    (host, required(e, "instance").to_owned()),
+                    (host, e.required("instance").to_owned()),
                     Instance {
-                        service: required(e, "service").to_owned(),
+                        service: e.required("service").to_owned(),
                         last_pass: e.t,
                         ttl: Duration::from_millis(ttl_ms),
                         reported_critical: false,
@@ -155,7 +150,7 @@ impl Oracle for RegistryOracle {
                 );
             }
             "heartbeat" | "instance_critical" => {
-                let key = (host, required(e, "instance").to_owned());
+                let key = (host, e.required("instance").to_owned());
                 if let Some(instance) = self.instances.get_mut(&key) {
                     if e.name == "heartbeat" {
                         instance.last_pass = e.t;
@@ -167,14 +162,11 @@ impl Oracle for RegistryOracle {
             }
             "instance_deregistered" => {
                 self.instances
-                    .remove(&(host, required(e, "instance").to_owned()));
+                    .remove(&(host, e.required("instance").to_owned()));
             }
             "discovery" if self.rule == Rule::DiscoverPassingOnly => {
-                let service = required(e, "service").to_owned();
-                for id in required(e, "instances")
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                {
+                let service = e.required("service").to_owned();
+                for id in e.required("instances").split(',').filter(|s| !s.is_empty()) {
                     let fault = match self.instances.get(&(host.clone(), id.to_owned())) {
                         None => Some("not registered (never, or deregistered)".to_owned()),
                         Some(i) if e.t >= i.critical_since() => Some(format!(

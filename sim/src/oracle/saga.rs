@@ -66,16 +66,6 @@ const STEPS: [&str; 5] = [
     "release_axis",
 ];
 
-fn required<'a>(e: &'a TraceEvent, key: &str) -> &'a str {
-    e.field(key)
-        .unwrap_or_else(|| panic!("{} event without {key}: {e}", e.name))
-}
-
-fn required_u64(e: &TraceEvent, key: &str) -> u64 {
-    e.field_u64(key)
-        .unwrap_or_else(|| panic!("{} event without numeric {key}: {e}", e.name))
-}
-
 /// The order a `saga_*` event names, if it is one.
 fn saga_order(e: &TraceEvent) -> Option<u64> {
     if !e.name.starts_with("saga_") {
@@ -98,7 +88,7 @@ struct SagaRecord {
 }
 
 fn step_name(e: &TraceEvent) -> &'static str {
-    known_step(required(e, "step"), e)
+    known_step(e.required("step"), e)
 }
 
 /// The compensations a saga that failed at `failed` must run, in order.
@@ -237,7 +227,7 @@ impl Oracle for SagaEnds {
         let fact = match e.name.as_str() {
             "saga_step" => {
                 let step = step_name(e);
-                match required(e, "outcome") {
+                match e.required("outcome") {
                     "failed" => SagaFact::Failed(step),
                     _ => SagaFact::Succeeded(step),
                 }
@@ -304,10 +294,10 @@ impl JournaledSagas {
         let key = (
             e.host.clone(),
             stream.to_owned(),
-            required_u64(e, "version_first"),
+            e.required_u64("version_first"),
         );
         if e.name == "journal_append" {
-            let kinds = required(e, "kinds").split(',').map(str::to_owned).collect();
+            let kinds = e.required("kinds").split(',').map(str::to_owned).collect();
             self.pending.insert(key, kinds);
             return None;
         }
@@ -364,9 +354,9 @@ impl Oracle for NoCompensationAfterPivot {
         }
         let (order, what) = match e.name.as_str() {
             "saga_step" => {
-                let order = required_u64(e, "order");
+                let order = e.required_u64("order");
                 let step = step_name(e);
-                let outcome = required(e, "outcome");
+                let outcome = e.required("outcome");
                 if step == "move" && outcome == "succeeded" {
                     self.pivoted.entry(order).or_insert(e.t);
                     return;
@@ -377,12 +367,12 @@ impl Oracle for NoCompensationAfterPivot {
                 (order, format!("step {step} failed"))
             }
             "saga_compensating" | "saga_compensated_step" => (
-                required_u64(e, "order"),
-                format!("{} {}", e.name, required(e, "step")),
+                e.required_u64("order"),
+                format!("{} {}", e.name, e.required("step")),
             ),
-            "saga_compensated" => (required_u64(e, "order"), e.name.clone()),
+            "saga_compensated" => (e.required_u64("order"), e.name.clone()),
             "stock_released" | "release_tombstone" => (
-                required_u64(e, "saga"),
+                e.required_u64("saga"),
                 format!("inventory {} on {}", e.name, e.host),
             ),
             _ => return,
@@ -416,8 +406,8 @@ impl Oracle for OneMovePerOrder {
         if e.name != "move_accepted" {
             return;
         }
-        let request_id = required_u64(e, "request_id");
-        let axis = required(e, "axis").to_owned();
+        let request_id = e.required_u64("request_id");
+        let axis = e.required("axis").to_owned();
         match self.started.get(&request_id) {
             Some((host, first_axis, t)) => {
                 let (host, first_axis, t) = (host.clone(), first_axis.clone(), *t);
@@ -470,7 +460,7 @@ fn holder_order(holder: &str) -> Option<u64> {
 }
 
 fn ms(e: &TraceEvent, key: &str) -> Duration {
-    Duration::from_millis(required_u64(e, key))
+    Duration::from_millis(e.required_u64(key))
 }
 
 impl NothingHeldWithoutSaga {
@@ -494,7 +484,7 @@ impl NothingHeldWithoutSaga {
         }
         match e.name.as_str() {
             "stock_reserved" | "reservation_recovered" => {
-                let saga = required_u64(e, "saga");
+                let saga = e.required_u64("saga");
                 let since = self
                     .recovering
                     .get(&host)
@@ -507,14 +497,14 @@ impl NothingHeldWithoutSaga {
                         expires_at: e.t + ms(e, "expires_in_ms"),
                         what: format!(
                             "{} of part {} reserved on {host}",
-                            required(e, "quantity"),
-                            required(e, "part")
+                            e.required("quantity"),
+                            e.required("part")
                         ),
                     },
                 );
             }
             "stock_committed" | "stock_released" | "reservation_expired" => {
-                held.remove(&required_u64(e, "saga"));
+                held.remove(&e.required_u64("saga"));
             }
             _ => {}
         }
@@ -525,10 +515,10 @@ impl NothingHeldWithoutSaga {
             self.leases.retain(|(host, _), _| *host != e.host);
             return;
         }
-        let key = (e.host.clone(), required(e, "axis").to_owned());
+        let key = (e.host.clone(), e.required("axis").to_owned());
         match e.name.as_str() {
             "lease_granted" | "lease_renewed" => {
-                let holder = required(e, "holder");
+                let holder = e.required("holder");
                 let ttl = if e.name == "lease_granted" {
                     ms(e, "expires_in_ms")
                 } else {
@@ -541,7 +531,7 @@ impl NothingHeldWithoutSaga {
                             expires_at: e.t + ttl,
                             what: format!(
                                 "lease {} of axis {} on {}",
-                                required(e, "token"),
+                                e.required("token"),
                                 key.1,
                                 key.0
                             ),
@@ -645,7 +635,7 @@ struct Counts {
 
 impl Counts {
     fn of(e: &TraceEvent) -> Counts {
-        let count = |key| i128::from(required_u64(e, key));
+        let count = |key| i128::from(e.required_u64(key));
         Counts {
             initial: count("initial"),
             available: count("available"),
@@ -714,8 +704,8 @@ impl StockConserved {
         }
         match e.name.as_str() {
             "stock_initialized" => {
-                let part = required(e, "part").to_owned();
-                let initial = i128::from(required_u64(e, "initial"));
+                let part = e.required("part").to_owned();
+                let initial = i128::from(e.required_u64("initial"));
                 let first = *self.initial.entry(part.clone()).or_insert(initial);
                 stock.parts.insert(
                     part.clone(),
@@ -730,17 +720,17 @@ impl StockConserved {
                     .then(|| format!("part {part}: initialized with {initial}, first {first}"))
             }
             "inventory_recovered" => {
-                let part = required(e, "part").to_owned();
+                let part = e.required("part").to_owned();
                 let counts = Counts::of(e);
                 stock.parts.insert(part.clone(), counts);
                 let first = self.initial.get(&part).copied();
                 check_counts(&part, &counts, first)
             }
             "reservation_recovered" => {
-                let saga = required_u64(e, "saga");
+                let saga = e.required_u64("saga");
                 let reservation = Reservation::Pending {
-                    part: required(e, "part").to_owned(),
-                    quantity: i128::from(required_u64(e, "quantity")),
+                    part: e.required("part").to_owned(),
+                    quantity: i128::from(e.required_u64("quantity")),
                 };
                 stock
                     .reservations
@@ -748,7 +738,7 @@ impl StockConserved {
                     .map(|_| format!("saga {saga}: two reservations recovered"))
             }
             "stock_reserved" | "stock_committed" | "stock_released" | "reservation_expired" => {
-                let first = self.initial.get(required(e, "part")).copied();
+                let first = self.initial.get(e.required("part")).copied();
                 change(stock, e, first)
             }
             _ => None,
@@ -784,9 +774,9 @@ fn check_counts(part: &str, counts: &Counts, initial: Option<i128>) -> Option<St
 /// One change of stock: moves the model's counts and the saga's reservation, then compares
 /// with the counts the event reports.
 fn change(stock: &mut Stock, e: &TraceEvent, initial: Option<i128>) -> Option<String> {
-    let saga = required_u64(e, "saga");
-    let part = required(e, "part").to_owned();
-    let quantity = i128::from(required_u64(e, "quantity"));
+    let saga = e.required_u64("saga");
+    let part = e.required("part").to_owned();
+    let quantity = i128::from(e.required_u64("quantity"));
     let Some(model) = stock.parts.get_mut(&part) else {
         return Some(format!("saga {saga}: {} of unknown part {part}", e.name));
     };
