@@ -40,9 +40,22 @@ pub struct DriveConfig {
     pub current_a_max: f64,
     pub watchdog: Duration,
     pub feedback_period: Duration,
+    /// The world's sampling period for the oracles: the drive records a [`DriveSample`] at
+    /// each multiple of it.
+    pub sample_period: Duration,
     /// PLANTED BUG when false (`[planted] drive_ignores_watchdog`): the firmware never trips,
     /// and keeps applying its last command when commands stop. For oracle tests only.
     pub watchdog_enabled: bool,
+}
+
+/// The drive at one sample instant, as the world hands it to the oracles.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DriveSample {
+    pub t: Duration,
+    pub truth: GroundTruth,
+    pub status: DriveStatus,
+    pub last_command: Option<DriveCommandFrame>,
+    pub last_valid_command_at: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -66,6 +79,8 @@ pub struct SimDrive {
     tripped: bool,
     sequence: u32,
     next_feedback_at: Duration,
+    next_sample_at: Duration,
+    samples: Vec<DriveSample>,
     quick_stop_gain_a_per_rad_per_s: f64,
     plant_faults: Vec<(u64, PlantFault)>,
     events: Vec<(Duration, DriveEvent)>,
@@ -80,6 +95,8 @@ impl SimDrive {
         let quick_stop_gain = shaft.inertia_kg_m2 * omega / shaft.torque_constant_nm_per_a;
         SimDrive {
             next_feedback_at: config.feedback_period,
+            next_sample_at: config.sample_period,
+            samples: Vec::new(),
             config,
             plant,
             bus,
@@ -126,6 +143,43 @@ impl SimDrive {
         std::mem::take(&mut self.events)
     }
 
+    /// Samples recorded since the last call, oldest first.
+    pub fn drain_samples(&mut self) -> Vec<DriveSample> {
+        std::mem::take(&mut self.samples)
+    }
+
+    /// Records the samples due at or before the drive's time: the world calls it at the end of
+    /// its tick, once every host has run to it (see [`SimDrive::advance_to`]).
+    pub fn flush_samples(&mut self) {
+        self.take_samples_through(self.plant.now());
+    }
+
+    fn take_samples_through(&mut self, now: Duration) {
+        while self.ceil_to_grid(self.next_sample_at) <= now {
+            let sample = DriveSample {
+                t: self.next_sample_at,
+                truth: self.plant.truth(),
+                status: self.status(),
+                last_command: self.last_command,
+                last_valid_command_at: self.last_valid_command_at,
+            };
+            self.samples.push(sample);
+            self.next_sample_at += self.config.sample_period;
+        }
+    }
+
+    /// Runs the drive over every instant strictly before `t`: what a controller reading its
+    /// feedback at `t` may have received by then was sent before `t` (one period of transport
+    /// delay, as on a real cyclic fieldbus, whatever the medium's latency). The link calls it at
+    /// each read, so a drive keeps pace with its controller inside a coarse turmoil tick.
+    pub fn advance_before(&mut self, t: Duration) {
+        let step = Duration::from_nanos(self.step_ns());
+        let before = self.ceil_to_grid(t).saturating_sub(step);
+        if before >= self.plant.now() {
+            self.advance_to(before);
+        }
+    }
+
     /// Starts a plant fault; `id` names it for [`SimDrive::end_fault`].
     pub fn start_fault(&mut self, id: u64, fault: PlantFault) {
         self.plant.inject(fault.clone());
@@ -147,6 +201,10 @@ impl SimDrive {
     /// The plant lives on its integration grid (`integration.step_ns`), so an event at `τ` takes
     /// effect at the first grid point at or after `τ`: never before it arrives, at most one step
     /// late (100 µs for the presets, a tenth of a 1 kHz control period).
+    ///
+    /// The drive stops at every sample instant; a sample is recorded when the drive leaves its
+    /// instant (or at [`SimDrive::flush_samples`]), so that it holds whatever arrived at that
+    /// instant, even a command sent at it with no latency after the drive first got there.
     pub fn advance_to(&mut self, t: Duration) {
         let end = self.floor_to_grid(t);
         loop {
@@ -161,6 +219,14 @@ impl SimDrive {
             let mut next = end.min(self.ceil_to_grid(self.next_feedback_at).max(now));
             for at in [watchdog_at, command_at].into_iter().flatten() {
                 next = next.min(self.ceil_to_grid(at).max(now));
+            }
+            // A sample due now waits for the drive to leave `now`; one still ahead is a stop.
+            let sample_at = self.ceil_to_grid(self.next_sample_at);
+            if sample_at > now {
+                next = next.min(sample_at);
+            }
+            if next > now {
+                self.take_samples_through(now);
             }
             self.integrate_to(next);
             let now = self.plant.now();
@@ -285,5 +351,110 @@ impl SimDrive {
             valid: sensors.valid,
         };
         self.bus.borrow_mut().send_feedback(now, frame);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plant_model::AxisParams;
+    use rand_core::SeedableRng;
+
+    const PERIOD: Duration = Duration::from_millis(1);
+
+    /// A P position loop on the fieldbus for `periods` control periods, the world's tick being
+    /// `tick_periods` of them: per period the controller reads its feedback and sends a command
+    /// (as the motion host does inside a turmoil step); the world runs the drive to the tick's
+    /// end only at the end of each tick. Returns what the controller read and what the world
+    /// sampled. Without `run_at_reads`, only the world runs the drive.
+    fn run(
+        tick_periods: u64,
+        run_at_reads: bool,
+    ) -> (Vec<Option<DriveFeedbackFrame>>, Vec<DriveSample>) {
+        let mut medium = Fieldbus::new(
+            Duration::from_micros(50),
+            0.05,
+            0.05,
+            rand_chacha::ChaCha8Rng::seed_from_u64(11),
+        );
+        medium.faults.latency_extra = Duration::from_micros(120);
+        let bus = Rc::new(RefCell::new(medium));
+        let plant = Plant::new(
+            AxisParams::preset("xm430-w350").expect("preset"),
+            rand_chacha::ChaCha8Rng::seed_from_u64(12),
+        );
+        let config = DriveConfig {
+            current_a_max: 1.0,
+            watchdog: Duration::from_millis(20),
+            feedback_period: PERIOD,
+            sample_period: PERIOD,
+            watchdog_enabled: true,
+        };
+        let mut drive = SimDrive::new(config, plant, bus.clone());
+        let (mut read, mut samples) = (Vec::new(), Vec::new());
+        let mut position_rad = 0.0;
+        for k in 1..=400u32 {
+            let now = PERIOD * k;
+            if run_at_reads {
+                drive.advance_before(now);
+            }
+            let feedback = bus.borrow_mut().latest_feedback(now);
+            if let Some(f) = feedback.filter(|f| f.valid) {
+                position_rad = f.position_rad;
+            }
+            read.push(feedback);
+            // Silence between 150 and 200 ms trips the watchdog; torque off clears it.
+            if !(150..200).contains(&k) {
+                let command = DriveCommandFrame {
+                    sequence: k,
+                    current_a: (4.0 * (0.5 - position_rad)).clamp(-1.0, 1.0),
+                    torque_enabled: k != 200,
+                    position_setpoint_rad: 0.5,
+                    moving: true,
+                };
+                bus.borrow_mut().send_command(now, command);
+            }
+            if u64::from(k).is_multiple_of(tick_periods) {
+                drive.advance_to(now);
+                drive.flush_samples();
+                samples.extend(drive.drain_samples());
+            }
+        }
+        (read, samples)
+    }
+
+    // Goal: a drive read at every control instant inside a coarse tick, and run to the tick's
+    // end only then, behaves exactly as one the world runs at every control period: the same
+    // feedback reaches the controller, the world samples the same states at the same instants,
+    // and the medium draws its losses and corruptions in the same order.
+    #[test]
+    fn a_coarse_tick_changes_nothing_between_controller_and_drive() {
+        let (read, samples) = run(1, true);
+        assert_eq!(samples.len(), 400);
+        assert!(samples.iter().any(|s| s.status.watchdog_tripped));
+        assert!(read.iter().filter(|f| f.is_some()).count() > 300);
+        for tick_periods in [2, 4, 5] {
+            assert_eq!(
+                run(tick_periods, true),
+                (read.clone(), samples.clone()),
+                "tick of {tick_periods}"
+            );
+        }
+    }
+
+    // Goal: the check above can fail: with the drive run only at the tick's end (as before
+    // reads ran it), a coarse tick feeds the controller stale feedback and the runs differ.
+    #[test]
+    fn without_runs_at_reads_a_coarse_tick_is_seen() {
+        let (read, _) = run(1, true);
+        let (stale, _) = run(5, false);
+        assert_ne!(stale, read);
+        let fresh = |r: &[Option<DriveFeedbackFrame>]| r.iter().filter(|f| f.is_some()).count();
+        assert!(
+            fresh(&stale) < fresh(&read) / 3,
+            "{} against {}",
+            fresh(&stale),
+            fresh(&read)
+        );
     }
 }

@@ -20,6 +20,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
 use services::fieldbus::{DriveCommandFrame, DriveFeedbackFrame, DriveLink};
 
+use crate::drive::SimDrive;
+
 /// Frames in flight per direction; a medium that holds more has a stuck receiver.
 pub const FRAMES_IN_FLIGHT_MAX: usize = 4096;
 
@@ -164,15 +166,22 @@ fn unit(rng: &mut ChaCha8Rng) -> f64 {
 }
 
 /// The motion service's end of a fieldbus inside the simulation. Cloned into the motion host
-/// each time it starts; the medium itself survives the host's crashes.
+/// each time it starts; the medium and the drive survive the host's crashes.
+///
+/// A read runs the drive up to the reader's instant first ([`SimDrive::advance_before`]): a
+/// turmoil tick may span several control periods, and the controller must see the feedback of
+/// the period before its own, as it would on a real bus. Only the drive's own motion host sends
+/// it commands, in time order, so running the drive ahead of the rest of the world within a tick
+/// never lets a command arrive in the drive's past.
 #[derive(Debug, Clone)]
 pub struct SimDriveLink {
     bus: Rc<RefCell<Fieldbus>>,
+    drive: Rc<RefCell<SimDrive>>,
 }
 
 impl SimDriveLink {
-    pub fn new(bus: Rc<RefCell<Fieldbus>>) -> SimDriveLink {
-        SimDriveLink { bus }
+    pub fn new(bus: Rc<RefCell<Fieldbus>>, drive: Rc<RefCell<SimDrive>>) -> SimDriveLink {
+        SimDriveLink { bus, drive }
     }
 }
 
@@ -186,7 +195,9 @@ impl DriveLink for SimDriveLink {
     }
 
     fn latest_feedback(&mut self) -> Option<DriveFeedbackFrame> {
-        self.bus.borrow_mut().latest_feedback(sim_now())
+        let now = sim_now();
+        self.drive.borrow_mut().advance_before(now);
+        self.bus.borrow_mut().latest_feedback(now)
     }
 }
 

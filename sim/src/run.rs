@@ -236,9 +236,11 @@ fn run_once(
         .axes
         .iter()
         .map(|a| {
-            observer
-                .stats
-                .axis_report(&a.name, a.drive.truth().position_rad, a.bus.borrow().stats)
+            observer.stats.axis_report(
+                &a.name,
+                a.drive.borrow().truth().position_rad,
+                a.bus.borrow().stats,
+            )
         })
         .collect();
     drop(world);

@@ -6,12 +6,20 @@
 //! events and axis samples to an [`Observer`] (the oracles and the statistics, `run.rs`), which
 //! can only look.
 //!
-//! One tick is the shortest control period of the scenario. Per tick, in this order: faults due
-//! by the tick's end start or heal; turmoil runs every host up to the tick's end (their control
-//! loops send commands stamped with their send time); then every drive runs up to the same
-//! instant, applying each command when it arrives. A drive never runs ahead of the hosts, so no
-//! command reaches it in its past; feedback it samples reaches the controller on its next cycle
-//! (one period of transport delay, as on a real cyclic fieldbus).
+//! One tick is turmoil's tick ([`Scenario::tick`]: the shortest control period unless the
+//! scenario sets `network.tick_ms`). Per tick, in this order: faults due by the tick's end start
+//! or heal; turmoil runs every host up to the tick's end (their control loops send commands
+//! stamped with their send time, and each feedback read first runs its drive up to just before
+//! the reader's instant, `sim::fieldbus`); then every drive runs up to the tick's end, applying
+//! each command when it arrives. Only a drive's own motion host commands it, in time order, so
+//! no command reaches a drive in its past; feedback it samples reaches the controller on its next
+//! cycle (one period of transport delay, as on a real cyclic fieldbus). A tick of several control
+//! periods changes nothing on the fieldbus side; it quantises service messages and fault
+//! instants to the tick, and costs turmoil one step instead of several.
+//!
+//! Each drive records a sample per sample period ([`Scenario::sample_period`]); the observer gets
+//! the tick's trace events and samples merged in time order, a sample after the events of its
+//! instant.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -21,7 +29,7 @@ use std::time::{Duration, SystemTime};
 use plant_model::{Plant, PlantFault};
 use services::fieldbus::DriveCommandFrame;
 
-use crate::drive::{DriveConfig, DriveEvent, SimDrive};
+use crate::drive::{DriveConfig, DriveEvent, DriveSample, SimDrive};
 use crate::fault::{Fault, FaultKind};
 use crate::fieldbus::{Fieldbus, SimDriveLink};
 use crate::hosts;
@@ -44,7 +52,8 @@ pub trait Observer {
 #[derive(Debug)]
 pub(crate) struct AxisWorld {
     pub(crate) name: String,
-    pub(crate) drive: SimDrive,
+    /// Shared with the motion host's [`SimDriveLink`], which runs it up to each read.
+    pub(crate) drive: Rc<RefCell<SimDrive>>,
     pub(crate) bus: Rc<RefCell<Fieldbus>>,
     pub(crate) watchdog: Duration,
 }
@@ -87,12 +96,7 @@ impl<'a> World<'a> {
         schedule: Vec<Fault>,
         trace: SharedTrace,
     ) -> World<'a> {
-        let tick = scenario
-            .axes
-            .iter()
-            .map(|a| a.control_period)
-            .min()
-            .expect("a scenario has axes");
+        let tick = scenario.tick();
         let mut builder = turmoil::Builder::new();
         builder
             .rng_seed(seed.derive_u64(Stream::Turmoil))
@@ -119,18 +123,20 @@ impl<'a> World<'a> {
                 current_a_max: axis.current_a_max,
                 watchdog: axis.drive_watchdog,
                 feedback_period: axis.control_period,
+                sample_period: scenario.sample_period(),
                 watchdog_enabled: !scenario.planted.drive_ignores_watchdog,
             };
+            let drive = Rc::new(RefCell::new(SimDrive::new(config, plant, bus.clone())));
             axes.push(AxisWorld {
                 name: axis.name.clone(),
-                drive: SimDrive::new(config, plant, bus.clone()),
+                drive: drive.clone(),
                 bus: bus.clone(),
                 watchdog: axis.drive_watchdog,
             });
             links
                 .entry(axis.motion_host.clone())
                 .or_default()
-                .push((axis.name.clone(), SimDriveLink::new(bus)));
+                .push((axis.name.clone(), SimDriveLink::new(bus, drive)));
         }
 
         let mut disks = BTreeMap::new();
@@ -224,9 +230,13 @@ impl<'a> World<'a> {
                 .unwrap_or_else(|error| panic!("turmoil stopped the simulation: {error}"));
             now = self.sim.elapsed();
             debug_assert_eq!(now, tick_end, "turmoil's clock and the world's disagree");
-            for axis in &mut self.axes {
-                axis.drive.advance_to(now);
-                for (t, event) in axis.drive.drain_events() {
+            let mut samples = Vec::new();
+            for (k, axis) in self.axes.iter().enumerate() {
+                let mut drive = axis.drive.borrow_mut();
+                drive.advance_to(now);
+                drive.flush_samples();
+                samples.extend(drive.drain_samples().into_iter().map(|s| (k, s)));
+                for (t, event) in drive.drain_events() {
                     let (name, fields) = match event {
                         DriveEvent::WatchdogTripped { last_command_at } => (
                             "drive_watchdog_tripped",
@@ -248,42 +258,45 @@ impl<'a> World<'a> {
                     });
                 }
             }
-            self.feed(observer, now);
+            self.feed(observer, samples);
         }
     }
 
-    /// Gives the observer the trace events recorded since the last call, then one sample per axis.
-    fn feed(&mut self, observer: &mut dyn Observer, now: Duration) {
-        {
-            let trace = self.trace.lock().expect("trace lock");
-            let mut fresh: Vec<&TraceEvent> = trace.events()[self.observed..].iter().collect();
-            // Host events and drive events of one tick are recorded in two passes: give them to
-            // the observer in time order (stable, so equal times keep their recording order).
-            fresh.sort_by_key(|e| e.t);
-            for event in fresh {
+    /// Gives the observer the trace events recorded since the last call and the tick's samples
+    /// (axis index, sample), in time order: a sample after every event at or before its instant.
+    fn feed(&mut self, observer: &mut dyn Observer, mut samples: Vec<(usize, DriveSample)>) {
+        let trace = self.trace.lock().expect("trace lock");
+        let mut fresh: Vec<&TraceEvent> = trace.events()[self.observed..].iter().collect();
+        // Host events and drive events of one tick are recorded in two passes: give them to
+        // the observer in time order (stable, so equal times keep their recording order).
+        fresh.sort_by_key(|e| e.t);
+        samples.sort_by_key(|(k, s)| (s.t, *k));
+        let mut events = fresh.into_iter().peekable();
+        for (k, sample) in &samples {
+            while let Some(event) = events.next_if(|e| e.t <= sample.t) {
                 observer.on_event(event);
             }
-            self.observed = trace.events().len();
-        }
-        for axis in &self.axes {
-            let command: Option<DriveCommandFrame> = axis.drive.last_command();
-            let status = axis.drive.status();
-            let commands_lost_since = axis
-                .drive
-                .last_valid_command_at()
+            let axis = &self.axes[*k];
+            let command: Option<DriveCommandFrame> = sample.last_command;
+            let commands_lost_since = sample
+                .last_valid_command_at
                 .map(|at| at + axis.watchdog)
-                .filter(|since| *since < now);
+                .filter(|since| *since < sample.t);
             observer.on_sample(&AxisSample {
-                t: now,
+                t: sample.t,
                 axis: &axis.name,
-                truth: axis.drive.truth(),
+                truth: sample.truth,
                 setpoint_rad: command.map(|c| c.position_setpoint_rad),
                 moving: command.is_some_and(|c| c.moving),
-                torque_enabled: status.torque_enabled,
-                watchdog_tripped: status.watchdog_tripped,
+                torque_enabled: sample.status.torque_enabled,
+                watchdog_tripped: sample.status.watchdog_tripped,
                 commands_lost_since,
             });
         }
+        for event in events {
+            observer.on_event(event);
+        }
+        self.observed = trace.events().len();
     }
 
     fn apply_faults_due(&mut self, until: Duration) {
@@ -388,30 +401,36 @@ impl<'a> World<'a> {
             } => {
                 self.axis_mut(&axis)
                     .drive
+                    .borrow_mut()
                     .start_fault(id, PlantFault::EncoderGlitch { offset_counts });
             }
             FaultKind::EncoderDropout { axis } => self
                 .axis_mut(&axis)
                 .drive
+                .borrow_mut()
                 .start_fault(id, PlantFault::EncoderDropout),
             FaultKind::LoadStep { axis, torque_nm } => {
                 self.axis_mut(&axis)
                     .drive
+                    .borrow_mut()
                     .start_fault(id, PlantFault::LoadStep { torque_nm });
             }
             FaultKind::TorqueLoss { axis, fraction } => {
                 self.axis_mut(&axis)
                     .drive
+                    .borrow_mut()
                     .start_fault(id, PlantFault::TorqueLoss { fraction });
             }
             FaultKind::Overheating { axis, ambient_c } => {
                 self.axis_mut(&axis)
                     .drive
+                    .borrow_mut()
                     .start_fault(id, PlantFault::OverHeating { ambient_c });
             }
             FaultKind::BusUnderVoltage { axis, volts } => {
                 self.axis_mut(&axis)
                     .drive
+                    .borrow_mut()
                     .start_fault(id, PlantFault::BusUnderVoltage { volts });
             }
         }
@@ -464,7 +483,9 @@ impl<'a> World<'a> {
             | FaultKind::LoadStep { axis, .. }
             | FaultKind::TorqueLoss { axis, .. }
             | FaultKind::Overheating { axis, .. }
-            | FaultKind::BusUnderVoltage { axis, .. } => self.axis_mut(&axis).drive.end_fault(id),
+            | FaultKind::BusUnderVoltage { axis, .. } => {
+                self.axis_mut(&axis).drive.borrow_mut().end_fault(id)
+            }
         }
     }
 }

@@ -86,6 +86,10 @@ pub(crate) struct NetworkFile {
     pub(crate) fieldbus_loss: f64,
     #[serde(default)]
     pub(crate) fieldbus_corruption: f64,
+    /// turmoil's tick: the instants at which service messages are delivered and faults start.
+    /// Absent: the shortest control period.
+    #[serde(default)]
+    pub(crate) tick_ms: Option<Spanned<f64>>,
     /// Per-link overrides of the service-link latency and loss.
     #[serde(default, rename = "link")]
     pub(crate) links: Vec<Spanned<LinkFile>>,
@@ -124,6 +128,7 @@ impl Default for NetworkFile {
             fieldbus_latency_us: NetworkFile::default_fieldbus_latency_us(),
             fieldbus_loss: 0.0,
             fieldbus_corruption: 0.0,
+            tick_ms: None,
             links: Vec::new(),
         }
     }

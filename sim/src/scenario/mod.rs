@@ -32,6 +32,8 @@ pub const MOTION_HOST_COUNT_MAX: u32 = 16;
 /// Control rates a drive accepts, Hz.
 pub const CONTROL_RATE_HZ_MIN: f64 = 10.0;
 pub const CONTROL_RATE_HZ_MAX: f64 = 10_000.0;
+/// The coarsest turmoil tick a scenario may ask for, in control periods.
+pub const TICK_PERIODS_MAX: u64 = 20;
 
 /// A scenario file was unreadable, malformed, or contradicts itself.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +123,8 @@ pub struct Network {
     pub fieldbus_latency: Duration,
     pub fieldbus_loss: f64,
     pub fieldbus_corruption: f64,
+    /// `tick_ms`, if the scenario sets it: see [`Scenario::tick`].
+    pub tick: Option<Duration>,
 }
 
 /// One service link's own settings.
@@ -268,6 +272,24 @@ impl Scenario {
                 message: error.message().trim_end().to_owned(),
             })?;
         Checker { source }.check(file)
+    }
+
+    /// The shortest control period of the cell: the world samples every axis for the oracles
+    /// at this period.
+    pub fn sample_period(&self) -> Duration {
+        self.axes
+            .iter()
+            .map(|a| a.control_period)
+            .min()
+            .expect("a scenario has axes")
+    }
+
+    /// turmoil's tick: service hosts exchange messages, and faults start and heal, on its
+    /// instants; `network.tick_ms`, or else the shortest control period. Control loops keep
+    /// their own period whatever the tick: a drive is advanced to each controller's instant
+    /// when it reads its feedback (`sim::fieldbus`).
+    pub fn tick(&self) -> Duration {
+        self.network.tick.unwrap_or_else(|| self.sample_period())
     }
 
     /// The names of the service hosts of the cell, in a fixed order.
@@ -447,6 +469,10 @@ impl Checker<'_> {
             }
         }
         let duration = Duration::from_secs_f64(duration_s);
+        let network = Network {
+            tick: self.check_tick(&file, &axes, duration)?,
+            ..network
+        };
         let mut scenario = Scenario {
             name: file.name.clone(),
             origin: self.source.origin.clone(),
@@ -512,6 +538,59 @@ impl Checker<'_> {
             scenario.chaos = Some(self.check_chaos(chaos, &scenario)?);
         }
         Ok(scenario)
+    }
+
+    /// `network.tick_ms`: a whole number of the shortest control period (so every control
+    /// instant is a sample instant of the world), at most [`TICK_PERIODS_MAX`] of them, and a
+    /// whole number of ticks in `duration_s` (turmoil steps whole ticks).
+    fn check_tick(
+        &self,
+        file: &ScenarioFile,
+        axes: &[Axis],
+        duration: Duration,
+    ) -> Result<Option<Duration>, ScenarioError> {
+        let period = axes
+            .iter()
+            .map(|a| a.control_period)
+            .min()
+            .expect("axes are checked first");
+        let Some(spanned) = &file.network.tick_ms else {
+            return Ok(None);
+        };
+        let tick_ms = *spanned.get_ref();
+        let period_ms = period.as_secs_f64() * 1e3;
+        let periods = tick_ms / period_ms;
+        let whole = periods.round();
+        if !(tick_ms > 0.0 && (periods - whole).abs() < 1e-9 && whole >= 1.0) {
+            return Err(self.error(
+                spanned.span(),
+                format!(
+                    "`network.tick_ms` ({tick_ms}) must be a whole number of the shortest control \
+                     period ({period_ms} ms): 1 to {TICK_PERIODS_MAX} of them"
+                ),
+            ));
+        }
+        if whole as u64 > TICK_PERIODS_MAX {
+            return Err(self.error(
+                spanned.span(),
+                format!(
+                    "`network.tick_ms` ({tick_ms}) is {whole} control periods; at most \
+                     {TICK_PERIODS_MAX} are allowed ({} ms), as service messages are delivered only on the tick",
+                    TICK_PERIODS_MAX as f64 * period_ms
+                ),
+            ));
+        }
+        let tick = period * whole as u32;
+        if !duration.as_nanos().is_multiple_of(tick.as_nanos()) {
+            return Err(self.error(
+                spanned.span(),
+                format!(
+                    "`duration_s` ({} s) is not a whole number of `network.tick_ms` ({tick_ms} ms) ticks",
+                    duration.as_secs_f64()
+                ),
+            ));
+        }
+        Ok(Some(tick))
     }
 
     fn check_network(&self, file: &ScenarioFile) -> Result<Network, ScenarioError> {
@@ -599,6 +678,7 @@ impl Checker<'_> {
             fieldbus_latency: Duration::from_secs_f64(n.fieldbus_latency_us / 1e6),
             fieldbus_loss: n.fieldbus_loss,
             fieldbus_corruption: n.fieldbus_corruption,
+            tick: None,
         })
     }
 

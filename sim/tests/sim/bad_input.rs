@@ -233,3 +233,28 @@ fn the_order_paths_tables_name_their_table_key_and_line() {
         &["case.toml:16:1:", "add `[services]` to run it"],
     );
 }
+
+#[test]
+fn a_tick_is_a_whole_number_of_control_periods_that_divides_the_run() {
+    let with_tick = |tick: &str| format!("{BASE}\n[network]\ntick_ms = {tick}\n");
+    let tick = |text: &str| {
+        Scenario::from_source(&Source::new("case.toml", text))
+            .unwrap()
+            .tick()
+    };
+    assert_eq!(tick(BASE), std::time::Duration::from_millis(1));
+    assert_eq!(tick(&with_tick("4")), std::time::Duration::from_millis(4));
+    check(
+        &with_tick("2.5"),
+        &[
+            "case.toml:22:11:",
+            "`network.tick_ms` (2.5) must be a whole number of the shortest control period (1 ms)",
+        ],
+    );
+    check(&with_tick("0"), &["case.toml:22:11:", "1 to 20 of them"]);
+    check(&with_tick("25"), &["is 25 control periods; at most 20"]);
+    check(
+        &with_tick("3"),
+        &["`duration_s` (5 s) is not a whole number of `network.tick_ms` (3 ms) ticks"],
+    );
+}
