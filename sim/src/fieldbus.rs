@@ -1,8 +1,8 @@
 //! The fieldbus between a motion service and its drive: a medium the harness owns.
 //!
 //! Why not a turmoil link: turmoil delivers messages on its tick, and a fieldbus latency is tens
-//! of microseconds while the world ticks at the control period. Stepping turmoil at 10 µs to
-//! resolve that latency would cost a hundred host polls per control period. Here each frame
+//! of microseconds while the world ticks at a control period or more. Stepping turmoil at 10 µs
+//! to resolve that latency would cost a hundred host polls per control period. Here each frame
 //! carries its exact delivery time instead; the drive applies commands at that instant inside
 //! its plant step, so latency is exact at any tick. Every fault kind stays: cut (partition),
 //! added latency, loss and corruption, each drawn from the axis's own seeded stream.
