@@ -18,7 +18,13 @@
 //!   crashed before the answer never traces),
 //!   nothing of it is compensated: no failed step, no `saga_compensating`,
 //!   `saga_compensated_step` or `saga_compensated`, and the inventory releases nothing of it
-//!   (`stock_released`, `release_tombstone` with `saga` = the order id).
+//!   (`stock_released`, `release_tombstone` with `saga` = the order id). And whatever the saga
+//!   recorded: a saga whose move physically completed (a motion host traced `move_completed`
+//!   for the saga's move request id, which is its order id, see `orders::participants`;
+//!   `recovered = true` ones too) is never compensated, before or after that event. A motion
+//!   host that loses a completion in a crash and answers `Interrupted` makes its saga
+//!   compensate a move that happened; this rule catches it even though the saga never
+//!   recorded its pivot.
 //! - **SG3**: at most one `move_accepted` (a motion service started a move) per request id, on
 //!   any motion host. Orders use the order id as the move's request id; other clients' request
 //!   ids never collide with order ids, and the motion service promises at-most-once per request
@@ -310,22 +316,52 @@ impl JournaledSagas {
 struct NoCompensationAfterPivot {
     /// Order → when its pivot was recorded.
     pivoted: BTreeMap<u64, Duration>,
+    /// Move request id (an order's is its order id) → when and where a motion host first traced
+    /// it `move_completed`: the move physically happened.
+    moved: BTreeMap<u64, (Duration, String)>,
+    /// Order → when and what its first compensation was.
+    compensated: BTreeMap<u64, (Duration, String)>,
     journal: JournaledSagas,
     first: FirstViolation,
 }
 
 impl NoCompensationAfterPivot {
-    /// `what` happened to saga `order` at `t`: a violation if its pivot was recorded.
+    /// `what` (a compensation) happened to saga `order` at `t`: a violation if its pivot was
+    /// recorded or its move completed.
     fn after_pivot(&mut self, order: u64, t: Duration, what: impl FnOnce() -> String) {
+        let what = what();
         if let Some(&pivot_t) = self.pivoted.get(&order) {
             self.first.record(t, || {
                 format!(
-                    "saga {order}: {} after its move succeeded at {:.3} s",
-                    what(),
+                    "saga {order}: {what} after its move succeeded at {:.3} s",
                     pivot_t.as_secs_f64()
                 )
             });
+        } else if let Some((moved_t, host)) = self.moved.get(&order) {
+            self.first.record(t, || {
+                format!(
+                    "saga {order}: {what} after its move completed on {host} at {:.3} s",
+                    moved_t.as_secs_f64()
+                )
+            });
         }
+        self.compensated.entry(order).or_insert((t, what));
+    }
+
+    /// A motion host traced `move_completed` for `request_id` at `t`: a violation if the saga
+    /// of that order already compensated.
+    fn on_completed(&mut self, request_id: u64, t: Duration, host: &str) {
+        if let Some((compensated_t, what)) = self.compensated.get(&request_id) {
+            self.first.record(t, || {
+                format!(
+                    "saga {request_id}: its move completed on {host} after {what} at {:.3} s",
+                    compensated_t.as_secs_f64()
+                )
+            });
+        }
+        self.moved
+            .entry(request_id)
+            .or_insert_with(|| (t, host.to_owned()));
     }
 }
 
@@ -353,6 +389,10 @@ impl Oracle for NoCompensationAfterPivot {
             return;
         }
         let (order, what) = match e.name.as_str() {
+            "move_completed" => {
+                self.on_completed(e.required_u64("request_id"), e.t, &e.host);
+                return;
+            }
             "saga_step" => {
                 let order = e.required_u64("order");
                 let step = step_name(e);
@@ -1076,6 +1116,121 @@ mod tests {
         );
         let lost_pivot = journaled(10, "9", "3", "step_succeeded:move", false);
         assert_eq!(judge("SG2", &with(lost_pivot, compensation), 1000), None);
+    }
+
+    fn completed(t: u64, request_id: &str, recovered: &str) -> TraceEvent {
+        event(
+            t,
+            "motion-1",
+            "move_completed",
+            &[
+                ("axis", "x"),
+                ("request_id", request_id),
+                ("target_rad", "1.0"),
+                ("final_position_rad", "0.999"),
+                ("recovered", recovered),
+            ],
+        )
+    }
+
+    /// Saga 1 up to its move, which motion-1 accepted: what a crash of motion-1 then decides.
+    fn saga_at_its_move() -> Vec<TraceEvent> {
+        vec![
+            saga(10, "saga_started", "1", &[("axis", "x")]),
+            step(12, "1", "reserve_part", "succeeded"),
+            step(14, "1", "lease_axis", "succeeded"),
+            accepted(15, "1"),
+        ]
+    }
+
+    /// Saga 1's pivot failing as `interrupted`, and its compensation.
+    fn interrupted_and_compensated(t: u64) -> Vec<TraceEvent> {
+        vec![
+            saga(
+                t,
+                "saga_step",
+                "1",
+                &[
+                    ("step", "move"),
+                    ("outcome", "failed"),
+                    ("reason", "interrupted"),
+                ],
+            ),
+            saga(t, "saga_compensating", "1", &[("step", "move")]),
+            saga(
+                t + 1,
+                "saga_compensated_step",
+                "1",
+                &[("step", "lease_axis")],
+            ),
+            event(t + 2, "inventory", "stock_released", &[("saga", "1")]),
+            saga(
+                t + 3,
+                "saga_compensated_step",
+                "1",
+                &[("step", "reserve_part")],
+            ),
+            saga(t + 4, "saga_compensated", "1", &[]),
+        ]
+    }
+
+    #[test]
+    fn sg2_catches_compensation_of_a_move_that_physically_completed() {
+        // Goal: SG2 judges the motion host's record of the move, not only the saga's: a saga
+        // whose move request id (its order id) was traced `move_completed` by a motion host and
+        // that compensates is a violation, whatever the saga recorded and in either order; a
+        // saga whose move never completed may compensate, and another client's completed move
+        // (a different request id) does not count. Method: saga 1 reaches its move; motion-1
+        // traces `move_completed` for request 1, crashes, and the saga gets `interrupted` and
+        // compensates (caught); the same with the completion traced after the compensation
+        // began (caught); the same without any completion, or with request 2's (holds); a
+        // recovered completion and the saga completing (holds).
+        let caught = with(
+            with(saga_at_its_move(), vec![completed(500, "1", "false")]),
+            interrupted_and_compensated(900),
+        );
+        let violation = judge("SG2", &caught, 20_000).expect("caught");
+        assert!(
+            violation.detail.contains(
+                "saga 1: step move failed after its move completed on motion-1 at 0.500 s"
+            ),
+            "{}",
+            violation.detail
+        );
+        assert_eq!(violation.t, Duration::from_millis(900));
+
+        let late = with(
+            with(saga_at_its_move(), interrupted_and_compensated(900)),
+            vec![completed(950, "1", "true")],
+        );
+        let violation = judge("SG2", &late, 20_000).expect("caught");
+        assert!(
+            violation.detail.contains(
+                "saga 1: its move completed on motion-1 after step move failed at 0.900 s"
+            ),
+            "{}",
+            violation.detail
+        );
+
+        let never_completed = with(saga_at_its_move(), interrupted_and_compensated(900));
+        assert_eq!(judge("SG2", &never_completed, 20_000), None);
+        let other_request = with(
+            with(saga_at_its_move(), vec![completed(500, "2", "false")]),
+            interrupted_and_compensated(900),
+        );
+        assert_eq!(judge("SG2", &other_request, 20_000), None);
+
+        let recovered_and_completed = with(
+            saga_at_its_move(),
+            vec![
+                completed(900, "1", "true"),
+                step(950, "1", "move", "succeeded"),
+                step(960, "1", "commit_part", "succeeded"),
+                step(970, "1", "release_axis", "succeeded"),
+                saga(980, "saga_completed", "1", &[("shortfall", "false")]),
+            ],
+        );
+        assert_eq!(judge("SG2", &recovered_and_completed, 20_000), None);
     }
 
     #[test]
