@@ -14,7 +14,21 @@
 //! - a token is revealed only once the newest token is on disk: a restarted core starts above it
 //!   and never issues a token twice;
 //! - a move starts only once its request id is on disk: after a crash the id is known and is
-//!   answered `Interrupted`, never executed again (at most once per request id).
+//!   never executed again (at most once per request id);
+//! - a move's outcome (`Completed`, `Aborted`) is answered to a poll only once it is on disk,
+//!   so an answer is never taken back by a crash: until then a poll hears `InProgress`.
+//!
+//! Recovery: a record still in progress after a restart is neither resumed nor declared lost at
+//! once. Its move may have ended before the crash (the outcome was decided but not yet written)
+//! or be cut off, with the axis left wherever the drive stopped it. The axis itself decides, on
+//! its first valid feedback after the restart (`decide_recovered`): at rest (below the
+//! supervisor's standstill velocity) within `in_position_tolerance_rad` of the target, the move
+//! is `Completed` at that position (traced `move_completed` with `recovered = true`, announced
+//! `MoveCompleted { recovered: true }`); anywhere else, or still moving, it is `Interrupted`
+//! (`move_interrupted`). Without a valid feedback within `settle_time_max` of the first control
+//! period after the restart (`Settings::recovery_feedback_wait`) it is `Interrupted` too. Until decided the
+//! move holds its axis (new moves are `Busy`) and polls hear `InProgress`; the decision is
+//! written like any outcome (record and announcement in one write) and answered once durable.
 //!
 //! A failed write changes nothing here; the shell retries it, the answers keep waiting, and the
 //! client's deadline bounds the wait.
@@ -58,6 +72,10 @@ enum MovePhase {
     Running,
     /// The trajectory ended at `since`; waiting to be in position.
     Settling { since: Duration },
+    /// Found in progress in the durable state after a restart: decided on the axis's first
+    /// valid feedback (see the module docs). `since`: the first control period after the
+    /// restart (`None` before it), from which `Settings::recovery_feedback_wait` runs.
+    Recovering { since: Option<Duration> },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -98,6 +116,10 @@ struct Settings {
     lease_ttl_ms_max: u32,
     in_position_tolerance_rad: f64,
     settle_time_max: Duration,
+    /// How long a move found in progress after a restart waits for a valid feedback of its
+    /// axis before it is `Interrupted` without one: `MotionConfig::settle_time_max`, the time a
+    /// move may take to get in position, reused as the bound for the drive's link to answer.
+    recovery_feedback_wait: Duration,
     skip_fencing_check: bool,
     planted_moves_twice: bool,
 }
@@ -114,6 +136,9 @@ pub struct MotionCore {
     version_wanted: u64,
     version_durable: u64,
     pending: Vec<PendingReply>,
+    /// Moves whose outcome is decided but not yet on disk → the version that writes it: polls
+    /// of them hear `InProgress` until then (an answer is never taken back by a crash).
+    unwritten: BTreeMap<u64, u64>,
     /// Messages for the bus (empty and inert without one).
     events: EventOutbox,
     /// Request ids the planted double move (`planted_moves_twice`) already started again.
@@ -122,7 +147,9 @@ pub struct MotionCore {
 
 impl MotionCore {
     /// A core for `config`'s axes, resuming from `recovered` (the durable state read at start;
-    /// `None` on first start). Moves that were in progress at the crash become `Interrupted`.
+    /// `None` on first start). Moves that were in progress at the crash are decided from their
+    /// axis's first valid feedback (see the module docs); one whose axis this configuration no
+    /// longer has is `Interrupted` at once.
     pub fn new(config: &MotionConfig, recovered: Option<DurableState>) -> MotionCore {
         config.validate();
         let DurableState {
@@ -132,7 +159,7 @@ impl MotionCore {
             event_sequences,
         } = recovered.unwrap_or_default();
         let mut events = EventOutbox::new(config.bus.is_some(), outbox, event_sequences);
-        let axes = config
+        let mut axes: BTreeMap<AxisName, AxisSlot> = config
             .axes
             .iter()
             .map(|(name, axis_config)| {
@@ -148,26 +175,42 @@ impl MotionCore {
                 (name.clone(), slot)
             })
             .collect();
-        let (moves, interrupted) = MoveTable::recover(recovered_moves);
-        // Announced as part of version 1, the first write after the restart. A crash before it
-        // finds the moves in progress again and announces them again under the same ids.
+        let (mut moves, in_progress) = MoveTable::recover(recovered_moves);
+        // Each move left in progress holds its axis until the axis decides it. At most one runs
+        // per axis; should the table hold more, or name an axis no longer configured, the rest
+        // cannot be decided from an axis and are interrupted, announced as part of version 1,
+        // the first write after the restart (a crash before it finds them in progress again and
+        // announces them again under the same ids).
         let mut version_wanted = 0;
-        for request_id in interrupted {
-            let record = moves.get(request_id).expect("just recovered");
+        let mut unwritten = BTreeMap::new();
+        for request_id in in_progress {
+            let record = moves.get(request_id).expect("just recovered").clone();
+            if let Some(slot) = axes.get_mut(&record.axis)
+                && slot.active.is_none()
+            {
+                slot.active = Some(ActiveMove {
+                    request_id,
+                    target_rad: record.target_rad,
+                    phase: MovePhase::Recovering { since: None },
+                });
+                continue;
+            }
             tracing::info!(
                 event = "move_interrupted",
                 axis = record.axis.as_str(),
                 request_id,
                 target_rad = record.target_rad,
+                reason = "axis_unavailable",
             );
             let event = MotionEvent::MoveInterrupted {
                 axis: record.axis.clone(),
                 request_id,
                 target_rad: record.target_rad,
             };
-            if events.announce(1, &event) {
-                version_wanted = 1;
-            }
+            events.announce(1, &event);
+            version_wanted = 1;
+            moves.finish(request_id, MoveOutcome::Interrupted);
+            unwritten.insert(request_id, 1);
         }
         MotionCore {
             axes,
@@ -177,12 +220,14 @@ impl MotionCore {
                 lease_ttl_ms_max: config.lease_ttl_ms_max,
                 in_position_tolerance_rad: config.in_position_tolerance_rad,
                 settle_time_max: config.settle_time_max,
+                recovery_feedback_wait: config.settle_time_max,
                 skip_fencing_check: config.skip_fencing_check,
                 planted_moves_twice: config.planted_moves_twice,
             },
             version_wanted,
             version_durable: 0,
             pending: Vec::new(),
+            unwritten,
             events,
             planted_restarted: BTreeSet::new(),
         }
@@ -381,7 +426,13 @@ impl MotionCore {
                 self.moves.reopen_planted(request_id);
                 return self.record_move(reply_to, request_id, axis, target_rad, token, false);
             }
-            let response = match &record.outcome {
+            // An outcome not yet on disk is not told: a crash could still take it back.
+            let outcome = if self.unwritten.contains_key(&request_id) {
+                &MoveOutcome::InProgress
+            } else {
+                &record.outcome
+            };
+            let response = match outcome {
                 MoveOutcome::InProgress => MotionResponse::InProgress,
                 MoveOutcome::Completed { final_position_rad } => MotionResponse::Completed {
                     final_position_rad: *final_position_rad,
@@ -396,7 +447,7 @@ impl MotionCore {
                 axis = axis.as_str(),
                 request_id,
                 token,
-                outcome = outcome_kind(&record.outcome),
+                outcome = outcome_kind(outcome),
             );
             return Some(response);
         }
@@ -711,15 +762,31 @@ impl MotionCore {
                     self.events.announce(self.version_wanted, &event);
                     self.moves
                         .finish(request_id, MoveOutcome::Aborted { reason });
+                    self.unwritten.insert(request_id, self.version_wanted);
                 }
             }
         }
+        self.unwritten.retain(|_, written_at| *written_at > version);
 
         let (ready, waiting): (Vec<PendingReply>, Vec<PendingReply>) =
             std::mem::take(&mut self.pending)
                 .into_iter()
                 .partition(|reply| reply.version <= version);
         self.pending = waiting;
+        let (ready, unwritten): (Vec<PendingReply>, Vec<PendingReply>) =
+            ready.into_iter().partition(|reply| match reply.pending {
+                Pending::MoveStart { request_id } => !self.unwritten.contains_key(&request_id),
+                Pending::Lease { .. } => true,
+            });
+        // A move that ended before its answer left (its start was refused) waits for the write
+        // of that outcome: the answer would tell it.
+        for mut reply in unwritten {
+            let Pending::MoveStart { request_id } = reply.pending else {
+                unreachable!("partitioned on MoveStart");
+            };
+            reply.version = self.unwritten[&request_id];
+            self.pending.push(reply);
+        }
         ready
             .into_iter()
             .map(|reply| {
@@ -807,8 +874,9 @@ impl MotionCore {
         };
         slot.command_sequence = slot.command_sequence.wrapping_add(1);
 
-        if let Some(outcome) = follow_move(slot, now, &self.settings) {
+        if let Some(outcome) = follow_move(slot, now, feedback, &self.settings) {
             let active = slot.active.take().expect("an outcome needs a move");
+            let recovered = matches!(active.phase, MovePhase::Recovering { .. });
             match &outcome {
                 MoveOutcome::Completed { final_position_rad } => tracing::info!(
                     event = "move_completed",
@@ -816,6 +884,7 @@ impl MotionCore {
                     request_id = active.request_id,
                     target_rad = active.target_rad,
                     final_position_rad = *final_position_rad,
+                    recovered,
                 ),
                 MoveOutcome::Aborted { reason } => tracing::info!(
                     event = "move_aborted",
@@ -824,13 +893,24 @@ impl MotionCore {
                     target_rad = active.target_rad,
                     reason = reason.kind(),
                 ),
-                MoveOutcome::InProgress | MoveOutcome::Interrupted => {
-                    unreachable!("follow_move ends moves as completed or aborted")
-                }
+                MoveOutcome::Interrupted => tracing::info!(
+                    event = "move_interrupted",
+                    axis = axis.as_str(),
+                    request_id = active.request_id,
+                    target_rad = active.target_rad,
+                    reason = if slot.position_rad.is_some() {
+                        "not_in_position"
+                    } else {
+                        "no_feedback"
+                    },
+                    position_rad = slot.position_rad,
+                ),
+                MoveOutcome::InProgress => unreachable!("follow_move returns only final outcomes"),
             }
-            // Recorded lazily: nobody waits for it, and a crash before the write leaves the
-            // record `InProgress`, which recovery answers as `Interrupted`, never as a re-run
-            // (and announces as interrupted: the announcement is in the same write).
+            // Written lazily (nobody waits for it), but told to no one before it is on disk
+            // (`unwritten`): a crash before the write leaves the record in progress, and the
+            // restarted core decides it again from the axis (the announcement is in the same
+            // write).
             self.version_wanted += 1;
             let event = match &outcome {
                 MoveOutcome::Completed { final_position_rad } => MotionEvent::MoveCompleted {
@@ -838,6 +918,7 @@ impl MotionCore {
                     request_id: active.request_id,
                     target_rad: active.target_rad,
                     final_position_rad: *final_position_rad,
+                    recovered,
                 },
                 MoveOutcome::Aborted { reason } => MotionEvent::MoveAborted {
                     axis: axis.clone(),
@@ -845,19 +926,30 @@ impl MotionCore {
                     target_rad: active.target_rad,
                     reason: reason.clone(),
                 },
-                MoveOutcome::InProgress | MoveOutcome::Interrupted => {
-                    unreachable!("follow_move ends moves as completed or aborted")
-                }
+                MoveOutcome::Interrupted => MotionEvent::MoveInterrupted {
+                    axis: axis.clone(),
+                    request_id: active.request_id,
+                    target_rad: active.target_rad,
+                },
+                MoveOutcome::InProgress => unreachable!("follow_move returns only final outcomes"),
             };
             self.events.announce(self.version_wanted, &event);
             self.moves.finish(active.request_id, outcome);
+            self.unwritten
+                .insert(active.request_id, self.version_wanted);
         }
         frame
     }
 }
 
-/// Decides whether the axis's running move has ended, and how.
-fn follow_move(slot: &mut AxisSlot, now: Duration, settings: &Settings) -> Option<MoveOutcome> {
+/// Decides whether the axis's move has ended, and how; `feedback` is the frame that arrived
+/// for this control period, if any (a recovered move is decided on a fresh valid one).
+fn follow_move(
+    slot: &mut AxisSlot,
+    now: Duration,
+    feedback: Option<DriveFeedbackFrame>,
+    settings: &Settings,
+) -> Option<MoveOutcome> {
     let active = slot.active.as_mut()?;
     let state = slot.controller.state();
     let abort = |controller: &AxisController| {
@@ -873,6 +965,22 @@ fn follow_move(slot: &mut AxisSlot, now: Duration, settings: &Settings) -> Optio
     };
     match active.phase {
         MovePhase::Recording { .. } => None,
+        MovePhase::Recovering { since } => {
+            let since = since.unwrap_or(now);
+            active.phase = MovePhase::Recovering { since: Some(since) };
+            let standstill_velocity_rad_per_s = slot
+                .controller
+                .config()
+                .supervisor
+                .standstill_velocity_rad_per_s;
+            decide_recovered(
+                feedback.filter(|frame| frame.valid),
+                active.target_rad,
+                standstill_velocity_rad_per_s,
+                now.saturating_sub(since),
+                settings,
+            )
+        }
         MovePhase::Running => {
             if slot.controller.is_moving() {
                 return None;
@@ -889,6 +997,35 @@ fn follow_move(slot: &mut AxisSlot, now: Duration, settings: &Settings) -> Optio
             }
             settle(slot.position_rad, active.target_rad, since, now, settings)
         }
+    }
+}
+
+/// A move found in progress after a restart, `waited` since the first control period after it,
+/// with this period's valid feedback if one came: at rest in position → completed there; any
+/// other valid feedback → interrupted; none within `recovery_feedback_wait` → interrupted;
+/// otherwise undecided.
+fn decide_recovered(
+    valid_feedback: Option<DriveFeedbackFrame>,
+    target_rad: f64,
+    standstill_velocity_rad_per_s: f64,
+    waited: Duration,
+    settings: &Settings,
+) -> Option<MoveOutcome> {
+    match valid_feedback {
+        Some(frame) => {
+            let at_rest = frame.velocity_rad_per_s.abs() <= standstill_velocity_rad_per_s;
+            let in_position =
+                (frame.position_rad - target_rad).abs() <= settings.in_position_tolerance_rad;
+            Some(if at_rest && in_position {
+                MoveOutcome::Completed {
+                    final_position_rad: frame.position_rad,
+                }
+            } else {
+                MoveOutcome::Interrupted
+            })
+        }
+        None if waited >= settings.recovery_feedback_wait => Some(MoveOutcome::Interrupted),
+        None => None,
     }
 }
 

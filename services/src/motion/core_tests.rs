@@ -763,17 +763,24 @@ fn bus_events_are_written_with_their_change_and_relayed_only_once_durable() {
 fn an_interrupted_move_is_announced_under_the_same_id_after_every_crash_before_the_write() {
     // Goal: a change re-derived after a crash (a move found interrupted) is announced under a
     // deterministic id, so the bus stores it once however often the service restarts before
-    // writing. Method: with a bus, crash mid-move; restart twice without writing: both
-    // restarts announce the same message; after a write and a third restart nothing new.
+    // writing. Method: with a bus, crash mid-move; restart twice without writing, each time
+    // letting the first feedback decide the move: both restarts announce the same message;
+    // after a write and a third restart nothing new.
     let mut cell = TestCell::new(bus_config());
     cell.enable();
     let token = long_token(&mut cell, "a");
     assert_eq!(cell.move_to(9, 1.0, token), MotionResponse::Accepted);
     cell.run_for(Duration::from_millis(100));
-    let cell = cell.restart();
+    let mut cell = cell.restart();
+    assert!(
+        !cell.core.needs_persist(),
+        "nothing decided before the axis is heard"
+    );
+    cell.tick();
     assert!(cell.core.needs_persist(), "the announcement wants a write");
     let (_, first) = cell.core.durable_snapshot();
-    let cell = cell.restart();
+    let mut cell = cell.restart();
+    cell.tick();
     let (_, second) = cell.core.durable_snapshot();
     assert_eq!(first.outbox, second.outbox);
     let events = announced(&second.outbox.entries().cloned().collect::<Vec<_>>());
@@ -784,7 +791,6 @@ fn an_interrupted_move_is_announced_under_the_same_id_after_every_crash_before_t
             MotionEvent::MoveInterrupted { request_id: 9, .. }
         ]
     ));
-    let mut cell = cell;
     cell.persist();
     let cell = cell.restart();
     assert!(!cell.core.needs_persist(), "nothing new to announce");
@@ -936,4 +942,192 @@ fn planted_moves_twice_starts_a_retried_move_again() {
             cell.drive.position_rad
         );
     }
+}
+
+/// Sends a duplicate of move `request_id` (answered at once, without a token) and returns the
+/// answer.
+fn poll(cell: &mut TestCell, request_id: u64, target_rad: f64) -> MotionResponse {
+    let (_, response) = cell.send(MotionRequest::Move {
+        request_id,
+        axis: x(),
+        target_rad,
+        token: 0,
+    });
+    response.expect("a duplicate never waits for the disk")
+}
+
+#[test]
+fn a_poll_never_hears_an_outcome_before_it_is_written() {
+    // Goal: a terminal answer is never taken back by a crash: `Completed` and `Aborted` are told
+    // only once on disk. Method: run a move to its end without writing, polling every period:
+    // only `InProgress` until the write, then `Completed`. Then a move whose start is refused
+    // (the axis disabled between recording and the disk): its start answer waits for the
+    // write of the abort, and a poll before that write hears `InProgress`.
+    let mut cell = TestCell::new(config());
+    cell.enable();
+    let token = cell.token("a");
+    assert_eq!(cell.move_to(7, 0.5, token), MotionResponse::Accepted);
+    let mut ticks = 0;
+    while cell.status().moving {
+        cell.tick();
+        assert_eq!(poll(&mut cell, 7, 0.5), MotionResponse::InProgress);
+        ticks += 1;
+        assert!(ticks < 3000, "the move ends within 3 s");
+    }
+    assert!(
+        cell.core.needs_persist(),
+        "the completion waits for its write"
+    );
+    cell.run_for(Duration::from_millis(100));
+    assert_eq!(
+        poll(&mut cell, 7, 0.5),
+        MotionResponse::InProgress,
+        "decided, not written: not told"
+    );
+    cell.persist();
+    assert_completed_near(&poll(&mut cell, 7, 0.5), 0.5);
+
+    let token = cell.token("a");
+    let (reply_to, response) = cell.send(MotionRequest::Move {
+        request_id: 8,
+        axis: x(),
+        target_rad: 0.0,
+        token,
+    });
+    assert_eq!(response, None);
+    assert_eq!(
+        cell.call(MotionRequest::Disable { axis: x() }),
+        MotionResponse::Done
+    );
+    // Write the record alone: the start is refused, and its abort is a new, unwritten version.
+    let (version, state) = cell.core.durable_snapshot();
+    cell.disk = Some(durable::encode(&state));
+    let released = cell.core.persisted(cell.now, version);
+    assert!(
+        released.is_empty(),
+        "the start answer waits for the abort's write"
+    );
+    assert_eq!(poll(&mut cell, 8, 0.0), MotionResponse::InProgress);
+    cell.persist();
+    assert!(matches!(
+        cell.claim(reply_to),
+        Some(MotionResponse::Aborted {
+            reason: AbortReason::StartRefused { .. }
+        })
+    ));
+    assert!(matches!(
+        poll(&mut cell, 8, 0.0),
+        MotionResponse::Aborted { .. }
+    ));
+}
+
+#[test]
+fn a_move_completed_but_unwritten_at_a_crash_is_recovered_completed_from_the_axis() {
+    // Goal: a crash between a move's physical completion and the write of its outcome does not
+    // turn it into `Interrupted` (the saga would compensate a move that happened): the axis,
+    // at rest at the target, decides it `Completed`, traced and announced as recovered, and it
+    // is told only once written. Method: with a bus, run a move to its end and hold 300 ms
+    // without writing; crash; the restarted core answers `InProgress` before and after the
+    // first feedback decides it, until the write; then `Completed` at the axis's position, and
+    // the outbox holds `MoveCompleted { recovered: true }`. No second move is started.
+    let mut cell = TestCell::new(bus_config());
+    cell.enable();
+    let token = long_token(&mut cell, "a");
+    assert_eq!(cell.move_to(7, 0.5, token), MotionResponse::Accepted);
+    let mut ticks = 0;
+    while cell.status().moving {
+        cell.tick();
+        ticks += 1;
+        assert!(ticks < 3000, "the move ends within 3 s");
+    }
+    cell.run_for(Duration::from_millis(300));
+    let mut cell = cell.restart();
+    let (_, on_disk) = cell.core.durable_snapshot();
+    let record = on_disk.moves.iter().find(|r| r.request_id == 7).unwrap();
+    assert_eq!(record.outcome, MoveOutcome::InProgress, "the crash lost it");
+    assert_eq!(poll(&mut cell, 7, 0.5), MotionResponse::InProgress);
+    assert!(cell.status().moving, "the undecided move holds its axis");
+    cell.tick();
+    assert_eq!(
+        poll(&mut cell, 7, 0.5),
+        MotionResponse::InProgress,
+        "decided, not written"
+    );
+    cell.persist();
+    let position_rad = cell.drive.position_rad;
+    let final_position_rad = assert_completed_near(&poll(&mut cell, 7, 0.5), 0.5);
+    assert!((final_position_rad - position_rad).abs() < 1e-6);
+    let (_, state) = cell.core.durable_snapshot();
+    let events = announced(&state.outbox.entries().cloned().collect::<Vec<_>>());
+    assert!(
+        matches!(
+            events.last(),
+            Some(MotionEvent::MoveCompleted {
+                request_id: 7,
+                recovered: true,
+                ..
+            })
+        ),
+        "{events:?}"
+    );
+    assert!(!cell.status().moving);
+    cell.run_for(Duration::from_millis(300));
+    assert!(
+        (cell.drive.position_rad - position_rad).abs() < 0.01,
+        "nothing moved the axis"
+    );
+}
+
+#[test]
+fn a_recovered_move_away_from_its_target_or_still_moving_is_interrupted() {
+    // Goal: recovery only says `Completed` for an axis at rest in position: elsewhere, or at
+    // the target but still moving, it is `Interrupted`, and never resumed. Method: crash a move
+    // to 1.0 mid-way; restart: the first feedback (mid-way) decides `Interrupted`. Then the
+    // same crash with the drive put at the target but moving at 1 rad/s: `Interrupted` too.
+    for at_target_moving in [false, true] {
+        let mut cell = TestCell::new(config());
+        cell.enable();
+        let token = cell.token("a");
+        assert_eq!(cell.move_to(9, 1.0, token), MotionResponse::Accepted);
+        cell.run_for(Duration::from_millis(200));
+        let mut cell = cell.restart();
+        if at_target_moving {
+            cell.drive.position_rad = 1.0;
+            cell.drive.velocity_rad_per_s = 1.0;
+        }
+        assert_eq!(poll(&mut cell, 9, 1.0), MotionResponse::InProgress);
+        cell.tick();
+        cell.persist();
+        assert_eq!(
+            poll(&mut cell, 9, 1.0),
+            MotionResponse::Interrupted,
+            "at target and moving: {at_target_moving}"
+        );
+        assert!(!cell.status().moving, "the axis is free again");
+    }
+}
+
+#[test]
+fn a_recovered_move_without_feedback_is_interrupted_after_the_wait() {
+    // Goal: with no valid feedback after a restart, a move in progress is not left undecided
+    // for ever: `Interrupted` once `settle_time_max` has passed since the first control period.
+    // Method: crash mid-move, restart with the drive silent: `InProgress` for 1000 periods
+    // (999 ms after the first), `Interrupted` at the next.
+    let mut cell = TestCell::new(config());
+    cell.enable();
+    let token = cell.token("a");
+    assert_eq!(cell.move_to(9, 1.0, token), MotionResponse::Accepted);
+    cell.run_for(Duration::from_millis(200));
+    let mut cell = cell.restart();
+    cell.drive.silent = true;
+    assert_eq!(cell.config.settle_time_max, Duration::from_secs(1));
+    for _ in 0..1000 {
+        cell.tick();
+        cell.persist();
+        assert_eq!(poll(&mut cell, 9, 1.0), MotionResponse::InProgress);
+    }
+    cell.tick();
+    assert!(cell.core.needs_persist(), "decided at the bound");
+    cell.persist();
+    assert_eq!(poll(&mut cell, 9, 1.0), MotionResponse::Interrupted);
 }

@@ -151,6 +151,7 @@ mod tests {
             request_id,
             target_rad: 0.5,
             final_position_rad: 0.499,
+            recovered: false,
         }
     }
 

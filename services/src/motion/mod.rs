@@ -26,9 +26,13 @@
 //!   ends every lease, and holders must re-acquire, getting a higher token.
 //! - **Idempotent moves.** A move's request id is recorded (write-ahead) before the move starts;
 //!   a request with a known id is answered from the record (`InProgress`, `Completed`,
-//!   `Aborted`, `Interrupted`) without any effect, even without a valid token. Moves running at a
-//!   crash come back `Interrupted` and are never resumed: at most once, never twice. A client
-//!   learns the outcome by re-sending the same move.
+//!   `Aborted`, `Interrupted`) without any effect, even without a valid token. An outcome is told
+//!   only once it is durable (until then a re-send hears `InProgress`), so no answer is ever
+//!   taken back by a crash. A move in progress at a crash is never resumed (at most once, never
+//!   twice): after the restart its axis decides it on its first valid feedback, `Completed`
+//!   (recovered) if at rest within the in-position tolerance of the target, else (or with no
+//!   valid feedback within `settle_time_max`) `Interrupted` (see `core`). A client learns the
+//!   outcome by re-sending the same move.
 //! - **Motion events on the bus** (`MotionConfig::bus`): each announced change is put in the
 //!   outbox by the core in the same snapshot as the change (`event_outbox`). The loop runs at
 //!   most one relay round at a time (`bus::relay`, in order, retried, ids fixed) over the
@@ -42,8 +46,8 @@
 //!   client may retry with the same id and learn the outcome.
 //! - **Events.** Every state change is a `tracing` event at INFO with a stable `event` field:
 //!   `lease_granted`, `lease_renewed`, `lease_released`, `lease_expired`, `stale_token`,
-//!   `move_accepted`, `move_duplicate`, `move_rejected`, `move_completed`, `move_aborted`,
-//!   `move_interrupted`, `axis_state`; and from the shell `motion_started`,
+//!   `move_accepted`, `move_duplicate`, `move_rejected`, `move_completed` (with `recovered`:
+//!   decided after a restart), `move_aborted`, `move_interrupted` (with `reason`), `axis_state`; and from the shell `motion_started`,
 //!   `state_write_failed`; with a bus, from the relay, `outbox_relayed` (topic, msg_id,
 //!   sequence, duplicate, attempts) per acknowledged message and `motion_relay_stopped`
 //!   (reason, outbox) when a relay round gave up; with the planted double move,

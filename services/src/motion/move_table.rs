@@ -28,7 +28,8 @@ pub enum MoveOutcome {
     Completed { final_position_rad: f64 },
     /// Started but did not end in position.
     Aborted { reason: AbortReason },
-    /// The service restarted while it was in progress; it is never resumed.
+    /// The service restarted while it was in progress, and the axis was not found at rest in
+    /// position after the restart; it is never resumed.
     Interrupted,
 }
 
@@ -59,19 +60,19 @@ impl MoveTable {
         MoveTable::default()
     }
 
-    /// Rebuilds the table from durable records (oldest first) after a restart. Whatever was in
-    /// progress then is `Interrupted` now; the ids of those records are returned for the trace.
+    /// Rebuilds the table from durable records (oldest first) after a restart. Records still in
+    /// progress stay so (the core decides them from their axis, never by running them again);
+    /// their ids are returned, oldest first.
     pub fn recover(records: Vec<MoveRecord>) -> (MoveTable, Vec<u64>) {
         let mut table = MoveTable::new();
-        let mut interrupted = Vec::new();
-        for mut record in records {
+        let mut in_progress = Vec::new();
+        for record in records {
             if record.outcome == MoveOutcome::InProgress {
-                record.outcome = MoveOutcome::Interrupted;
-                interrupted.push(record.request_id);
+                in_progress.push(record.request_id);
             }
             table.insert(record);
         }
-        (table, interrupted)
+        (table, in_progress)
     }
 
     pub fn len(&self) -> usize {
@@ -173,18 +174,19 @@ mod tests {
     }
 
     #[test]
-    fn recovery_marks_in_progress_moves_interrupted() {
-        // Goal: after a restart nothing is resumed. Method: recover one in-progress and one
-        // completed record and check outcomes and the returned ids.
+    fn recovery_returns_the_moves_in_progress_undecided() {
+        // Goal: recovery keeps every record and names the moves left in progress for the core
+        // to decide (from the axis), deciding nothing itself. Method: recover one in-progress
+        // and one completed record and check outcomes and the returned ids.
         let completed = MoveOutcome::Completed {
             final_position_rad: 1.0,
         };
-        let (table, interrupted) = MoveTable::recover(vec![
+        let (table, in_progress) = MoveTable::recover(vec![
             record(1, MoveOutcome::InProgress),
             record(2, completed.clone()),
         ]);
-        assert_eq!(interrupted, vec![1]);
-        assert_eq!(table.get(1).unwrap().outcome, MoveOutcome::Interrupted);
+        assert_eq!(in_progress, vec![1]);
+        assert_eq!(table.get(1).unwrap().outcome, MoveOutcome::InProgress);
         assert_eq!(table.get(2).unwrap().outcome, completed);
     }
 

@@ -282,12 +282,16 @@ pub const MOTION_EVENTS_TOPIC: &str = "motion.events";
 /// the change); a consumer may receive it more than once and de-duplicates by message id.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum MotionEvent {
-    /// A move ended in position.
+    /// A move ended in position. `recovered`: the service restarted while the move was in
+    /// progress, and found the axis at rest in position on its first valid feedback after the
+    /// restart (the move had completed before the crash, or ended there while the host was
+    /// down).
     MoveCompleted {
         axis: AxisName,
         request_id: u64,
         target_rad: f64,
         final_position_rad: f64,
+        recovered: bool,
     },
     /// A recorded move did not end in position (or never started).
     MoveAborted {
@@ -296,7 +300,8 @@ pub enum MotionEvent {
         target_rad: f64,
         reason: AbortReason,
     },
-    /// The service restarted while the move was running; it is never resumed.
+    /// The service restarted while the move was in progress and did not find the axis at rest
+    /// in position after the restart; it is never resumed.
     MoveInterrupted {
         axis: AxisName,
         request_id: u64,

@@ -177,6 +177,7 @@ mod tests {
             request_id: 7,
             target_rad: 0.5,
             final_position_rad: 0.499,
+            recovered: false,
         };
         let payload = postcard::to_stdvec(&event).unwrap();
         let msg_id = message_id(&axis, 3);

@@ -1,10 +1,12 @@
 //! sim's integration tests, one binary: every scenario as a snapshot, bad input, planted
 //! violations that the oracles must catch, the command line's exit codes, and sweeps (shards,
-//! merge, shrinking, determinism across processes).
+//! merge, shrinking, determinism across processes), and regressions of the whole cell pinned to
+//! the faults that found them.
 
 mod bad_input;
 mod cli;
 mod disk;
+mod motion_recovery;
 mod planted;
 mod planted_cell;
 mod scenarios;

@@ -19,7 +19,7 @@ use sim::trace::TraceEvent;
 /// The seed of every case, the base scenario's own.
 const SEED: u64 = 7;
 
-const BASE: &str = r#"# Goal: a short run of the whole cell that each case plants one bug into.
+pub(super) const BASE: &str = r#"# Goal: a short run of the whole cell that each case plants one bug into.
 name = "planted-cell"
 duration_s = 10.0
 settle_s = 4.0
