@@ -5,6 +5,7 @@
 mod bad_input;
 mod cli;
 mod disk;
+mod operator;
 mod planted;
 mod planted_cell;
 mod scenarios;
