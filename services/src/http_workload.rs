@@ -86,6 +86,8 @@ pub struct PlannedRequest {
     pub body_json: Option<String>,
     /// `None`: no `X-Api-Key` at all.
     pub api_key: Option<String>,
+    /// `None`: no `Idempotency-Key`.
+    pub idempotency_key: Option<String>,
 }
 
 /// Everything `run_http_workload` needs besides the transport and its random stream.
@@ -474,12 +476,17 @@ impl<T: Transport> Run<T> {
         tokio::time::sleep_until(self.start + probe.at).await;
         let call = HttpCall {
             api_key: probe.api_key.clone(),
+            idempotency_key: probe.idempotency_key.clone(),
             body_json: probe.body_json.clone(),
             ..HttpCall::new(probe.method, probe.path.clone())
         };
         let method = probe.method.as_str();
         let answer = match self.send(&call, self.config.call_timeout).await {
             Ok(reply) => {
+                // The answer's error code, when its body names one (`axis_leased`, ...).
+                let error = serde_json::from_str::<serde_json::Value>(&reply.body)
+                    .ok()
+                    .and_then(|body| body["error"].as_str().map(str::to_owned));
                 tracing::info!(
                     event = "probe_answered",
                     client = self.client(),
@@ -487,6 +494,7 @@ impl<T: Transport> Run<T> {
                     path = probe.path.as_str(),
                     status = reply.status,
                     retry_after_s = reply.retry_after_s,
+                    error = error.as_deref(),
                 );
                 Ok(reply.status)
             }
@@ -721,6 +729,7 @@ mod tests {
                 path: "/orders".into(),
                 body_json: Some("{}".into()),
                 api_key: Some("view-secret".into()),
+                idempotency_key: None,
             },
             PlannedRequest {
                 at: Duration::from_millis(40),
@@ -728,6 +737,7 @@ mod tests {
                 path: "/orders/1".into(),
                 body_json: None,
                 api_key: None,
+                idempotency_key: None,
             },
         ];
         config.poll_until = Duration::from_secs(60);

@@ -1,5 +1,5 @@
-//! Fault coverage of a sweep: which fault kind hit which target in which axis phase, how often,
-//! and which combinations no seed reached.
+//! Fault coverage of a sweep: which fault kind hit which target in which axis phase or saga
+//! step, how often, and which combinations no seed reached.
 //!
 //! A sweep that never crashes a motion host *while its axis moves* has not tested the crash
 //! that matters most, however many seeds it ran. [`CoverageObserver`] watches a run beside the
@@ -16,8 +16,14 @@
 //! a link the axes of both its ends. With several axes the most active phase counts (moving,
 //! then stopping, then idle).
 //!
-//! Saga steps (DESIGN.md §6) do not exist yet: the cell has no orders service, so the phase is
-//! the axis phase only. When sagas land, a step dimension belongs here.
+//! A target of the order path that reaches no axis (the gateway, registry, bus, journal,
+//! inventory and orders hosts, and the links between them) has a saga step instead, from the
+//! orchestrators' events (`saga_started`, `saga_step`, `saga_compensating`, `saga_completed`,
+//! `saga_compensated`): the step some open saga is in when the fault starts, `saga:move` (the
+//! pivot) before `saga:compensating`, then `saga:commit_part`, `saga:release_axis`,
+//! `saga:lease_axis`, `saga:reserve_part`, and `saga:none` with no saga open. A saga whose
+//! orchestrator crashed stays open at its step until a successor ends it: the system is in that
+//! step, whoever drives it.
 //!
 //! [`ScenarioCoverage::universe`] lists every combination a scenario's faults could reach (its
 //! chaos kinds against every target chaos may draw, its explicit faults against theirs, each in
@@ -47,6 +53,55 @@ pub enum AxisPhase {
 }
 
 pub const PHASES: [AxisPhase; 3] = [AxisPhase::Idle, AxisPhase::Moving, AxisPhase::Stopping];
+
+/// The step an open saga is in, as far as coverage cares; ordered from least to most critical,
+/// so that the most critical step of the open sagas is their maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SagaPhase {
+    None,
+    ReservePart,
+    LeaseAxis,
+    ReleaseAxis,
+    CommitPart,
+    Compensating,
+    Move,
+}
+
+pub const SAGA_PHASES: [SagaPhase; 7] = [
+    SagaPhase::None,
+    SagaPhase::ReservePart,
+    SagaPhase::LeaseAxis,
+    SagaPhase::Move,
+    SagaPhase::CommitPart,
+    SagaPhase::ReleaseAxis,
+    SagaPhase::Compensating,
+];
+
+impl SagaPhase {
+    pub fn name(self) -> &'static str {
+        match self {
+            SagaPhase::None => "saga:none",
+            SagaPhase::ReservePart => "saga:reserve_part",
+            SagaPhase::LeaseAxis => "saga:lease_axis",
+            SagaPhase::Move => "saga:move",
+            SagaPhase::CommitPart => "saga:commit_part",
+            SagaPhase::ReleaseAxis => "saga:release_axis",
+            SagaPhase::Compensating => "saga:compensating",
+        }
+    }
+
+    /// The step after `step` (a `saga_step` kind) succeeded; `None` after the last one (the
+    /// saga is about to complete: nothing more of it can be hit).
+    fn after(step: &str) -> Option<SagaPhase> {
+        match step {
+            "reserve_part" => Some(SagaPhase::LeaseAxis),
+            "lease_axis" => Some(SagaPhase::Move),
+            "move" => Some(SagaPhase::CommitPart),
+            "commit_part" => Some(SagaPhase::ReleaseAxis),
+            _ => None,
+        }
+    }
+}
 
 impl AxisPhase {
     pub fn name(self) -> &'static str {
@@ -109,8 +164,10 @@ pub struct ScenarioCoverage {
 }
 
 impl ScenarioCoverage {
-    /// Every combination the scenario's faults could reach, each counted zero.
+    /// Every combination the scenario's faults could reach, each counted zero: a target that
+    /// reaches an axis in every axis phase, one of the order path in every saga step.
     pub fn universe(scenario: &Scenario) -> ScenarioCoverage {
+        let reach = Reach::new(scenario);
         let mut pairs: Vec<(String, String)> = Vec::new();
         if let Some(chaos) = &scenario.chaos {
             let targets = scenario.chaos_targets();
@@ -128,11 +185,16 @@ impl ScenarioCoverage {
         }
         let mut counts = BTreeMap::new();
         for (kind, target) in pairs {
-            for phase in PHASES {
+            let phases: Vec<&str> = if reach.by_saga_step(&target) {
+                SAGA_PHASES.iter().map(|p| p.name()).collect()
+            } else {
+                PHASES.iter().map(|p| p.name()).collect()
+            };
+            for phase in phases {
                 let combination = Combination {
                     kind: kind.clone(),
                     target: target.clone(),
-                    phase: phase.name().to_owned(),
+                    phase: phase.to_owned(),
                 };
                 counts.insert(combination.key(), 0);
             }
@@ -189,7 +251,7 @@ impl Coverage {
         for (name, coverage) in &self.scenarios {
             let reached = coverage.counts.values().filter(|c| **c > 0).count();
             out.push_str(&format!(
-                "coverage of {name}: {reached} of {} combinations (fault kind × target × axis phase) reached, {} faults\n",
+                "coverage of {name}: {reached} of {} combinations (fault kind × target × axis phase or saga step) reached, {} faults\n",
                 coverage.counts.len(),
                 coverage.total()
             ));
@@ -242,19 +304,18 @@ fn chaos_targets_of(kind: &str, targets: &crate::fault::ChaosTargets) -> Vec<Str
     }
 }
 
-/// Counts the combinations of one run; see the module docs.
+/// Which axes a fault target reaches, and whether it is judged by saga step instead.
 #[derive(Debug)]
-pub struct CoverageObserver {
+struct Reach {
     /// Axis name → its motion host and its client host.
     hosts_of: Vec<(String, String, String)>,
-    /// Newest phase per axis.
-    phases: BTreeMap<String, AxisPhase>,
-    counts: ScenarioCoverage,
+    /// The scenario runs the order path.
+    sagas: bool,
 }
 
-impl CoverageObserver {
-    pub fn new(scenario: &Scenario) -> CoverageObserver {
-        CoverageObserver {
+impl Reach {
+    fn new(scenario: &Scenario) -> Reach {
+        Reach {
             hosts_of: scenario
                 .axes
                 .iter()
@@ -266,13 +327,13 @@ impl CoverageObserver {
                     )
                 })
                 .collect(),
-            phases: BTreeMap::new(),
-            counts: ScenarioCoverage::universe(scenario),
+            sagas: scenario.services.is_some(),
         }
     }
 
-    pub fn into_counts(self) -> ScenarioCoverage {
-        self.counts
+    /// A target of the order path that reaches no axis.
+    fn by_saga_step(&self, target: &str) -> bool {
+        self.sagas && self.axes_of(target).is_empty()
     }
 
     /// The axes a fault target reaches.
@@ -297,24 +358,90 @@ impl CoverageObserver {
     }
 }
 
+/// Counts the combinations of one run; see the module docs.
+#[derive(Debug)]
+pub struct CoverageObserver {
+    reach: Reach,
+    /// Newest phase per axis.
+    phases: BTreeMap<String, AxisPhase>,
+    /// Open sagas (order id) → the step each is in.
+    sagas: BTreeMap<u64, SagaPhase>,
+    counts: ScenarioCoverage,
+}
+
+impl CoverageObserver {
+    pub fn new(scenario: &Scenario) -> CoverageObserver {
+        CoverageObserver {
+            reach: Reach::new(scenario),
+            phases: BTreeMap::new(),
+            sagas: BTreeMap::new(),
+            counts: ScenarioCoverage::universe(scenario),
+        }
+    }
+
+    pub fn into_counts(self) -> ScenarioCoverage {
+        self.counts
+    }
+
+    /// Follows the orchestrators' events: which sagas are open, and in which step.
+    fn follow_saga(&mut self, event: &TraceEvent) {
+        let Some(order) = event.field_u64("order") else {
+            return;
+        };
+        match event.name.as_str() {
+            "saga_started" => {
+                self.sagas.insert(order, SagaPhase::ReservePart);
+            }
+            "saga_step" => match event.field("outcome") {
+                Some("succeeded" | "shortfall") => {
+                    match event.field("step").and_then(SagaPhase::after) {
+                        Some(next) => self.sagas.insert(order, next),
+                        None => self.sagas.remove(&order),
+                    };
+                }
+                _ => {
+                    self.sagas.insert(order, SagaPhase::Compensating);
+                }
+            },
+            "saga_compensating" => {
+                self.sagas.insert(order, SagaPhase::Compensating);
+            }
+            "saga_completed" | "saga_compensated" => {
+                self.sagas.remove(&order);
+            }
+            _ => {}
+        }
+    }
+}
+
 impl Observer for CoverageObserver {
     fn on_event(&mut self, event: &TraceEvent) {
+        if event.name.starts_with("saga_") {
+            self.follow_saga(event);
+            return;
+        }
         if event.host != HARNESS_HOST || event.name != "fault_injected" {
             return;
         }
         let (Some(kind), Some(target)) = (event.field("kind"), event.field("target")) else {
             panic!("fault_injected without kind or target: {event}");
         };
-        let phase = self
-            .axes_of(target)
-            .iter()
-            .map(|axis| self.phases.get(*axis).copied().unwrap_or(AxisPhase::Idle))
-            .max()
-            .unwrap_or(AxisPhase::Idle);
+        let phase = if self.reach.by_saga_step(target) {
+            let step = self.sagas.values().copied().max();
+            step.unwrap_or(SagaPhase::None).name()
+        } else {
+            self.reach
+                .axes_of(target)
+                .iter()
+                .map(|axis| self.phases.get(*axis).copied().unwrap_or(AxisPhase::Idle))
+                .max()
+                .unwrap_or(AxisPhase::Idle)
+                .name()
+        };
         let key = Combination {
             kind: kind.to_owned(),
             target: target.to_owned(),
-            phase: phase.name().to_owned(),
+            phase: phase.to_owned(),
         }
         .key();
         *self.counts.counts.entry(key).or_insert(0) += 1;
@@ -355,5 +482,93 @@ mod tests {
         a.add(&b);
         assert_eq!(a.total(), 3);
         assert_eq!(a.never_reached(), vec!["crash motion-1 idle"]);
+    }
+
+    fn event(host: &str, name: &str, fields: &[(&str, &str)]) -> TraceEvent {
+        TraceEvent {
+            t: std::time::Duration::ZERO,
+            host: host.to_owned(),
+            name: name.to_owned(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    fn crash(host: &str) -> TraceEvent {
+        event(
+            HARNESS_HOST,
+            "fault_injected",
+            &[("kind", "crash"), ("target", host)],
+        )
+    }
+
+    fn step(order: &str, step: &str, outcome: &str) -> TraceEvent {
+        event(
+            "orders-1",
+            "saga_step",
+            &[("order", order), ("step", step), ("outcome", outcome)],
+        )
+    }
+
+    // Goal: a service host of the order path is covered by saga step, not by an (unreachable)
+    // axis phase: the universe lists its saga steps, and each crash counts the most critical
+    // step of the sagas open at that instant (the pivot first, then compensation); a motion
+    // host keeps its axis phase. Method: the flagship's universe, then a hand-built run of two
+    // sagas with crashes of orders-1 between their steps.
+    #[test]
+    fn order_path_targets_are_covered_by_saga_step() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/flagship.toml");
+        let scenario = Scenario::load(std::path::Path::new(path)).expect("flagship loads");
+        let universe = ScenarioCoverage::universe(&scenario);
+        for key in ["crash orders-1 saga:move", "crash journal saga:none"] {
+            assert_eq!(universe.counts.get(key), Some(&0), "{key}");
+        }
+        assert!(!universe.counts.contains_key("crash orders-1 moving"));
+        assert!(universe.counts.contains_key("crash motion-1 moving"));
+        assert!(!universe.counts.contains_key("crash motion-1 saga:move"));
+
+        let mut observer = CoverageObserver::new(&scenario);
+        let mut run = |e: TraceEvent| observer.on_event(&e);
+        run(crash("orders-1"));
+        run(event("orders-1", "saga_started", &[("order", "1")]));
+        run(crash("orders-1"));
+        run(step("1", "reserve_part", "succeeded"));
+        run(event("orders-2", "saga_started", &[("order", "2")]));
+        run(crash("orders-1"));
+        run(step("1", "lease_axis", "succeeded"));
+        run(crash("orders-1"));
+        run(step("1", "move", "succeeded"));
+        run(step("2", "reserve_part", "succeeded"));
+        run(step("2", "lease_axis", "failed"));
+        run(crash("orders-1"));
+        run(event("orders-2", "saga_compensated", &[("order", "2")]));
+        run(crash("orders-1"));
+        run(step("1", "commit_part", "succeeded"));
+        run(crash("orders-1"));
+        run(step("1", "release_axis", "succeeded"));
+        run(event("orders-1", "saga_completed", &[("order", "1")]));
+        run(crash("orders-1"));
+        run(crash("motion-1"));
+        let counts = observer.into_counts().counts;
+        let reached: Vec<(&str, u64)> = counts
+            .iter()
+            .filter(|(_, c)| **c > 0)
+            .map(|(k, c)| (k.as_str(), *c))
+            .collect();
+        assert_eq!(
+            reached,
+            vec![
+                ("crash motion-1 idle", 1),
+                ("crash orders-1 saga:commit_part", 1),
+                ("crash orders-1 saga:compensating", 1),
+                ("crash orders-1 saga:lease_axis", 1),
+                ("crash orders-1 saga:move", 1),
+                ("crash orders-1 saga:none", 2),
+                ("crash orders-1 saga:release_axis", 1),
+                ("crash orders-1 saga:reserve_part", 1),
+            ]
+        );
     }
 }

@@ -199,6 +199,7 @@ fn http_workload(scenario: &Scenario, k: u32, name: &str) -> Option<HttpWorkload
             path: r.path.clone(),
             body_json: r.body_json.clone(),
             api_key: r.api_key.clone(),
+            idempotency_key: r.idempotency_key.clone(),
         })
         .collect();
     if orders.is_empty() && probes.is_empty() {

@@ -7,7 +7,8 @@
 //!   fault_code}`; 404 for an unknown axis.
 //! - `POST /axes/{axis}/move` with `{target_rad}` and an `Idempotency-Key` header (400 naming
 //!   `Idempotency-Key` without one, as the IETF idempotency-key draft advises): the shell takes
-//!   the axis lease as holder `operator:<consumer>` (`lease_step`), sends `Move` under its
+//!   the axis lease as holder `operator:<consumer>#<request id>` (`lease_step`; one holder per
+//!   move, so two moves of one consumer never share a lease), sends `Move` under its
 //!   fencing token with the request id `operator_move_request_id(consumer, key)`, re-sends the
 //!   same `Move` until its outcome is known (`move_step`), then releases the lease. Outcomes:
 //!   200 `{axis, request_id, outcome: "completed" | "aborted" | "interrupted", ...}`; 400
@@ -41,7 +42,10 @@ pub const PREFIX: &str = "/axes";
 /// Set in every operator move's request id (see the module docs).
 pub const OPERATOR_MOVE_ID_BIT: u64 = 1 << 49;
 
-/// The prefix of an operator's lease holder name: `operator:<consumer>`.
+/// The prefix of an operator move's lease holder name: `operator:<consumer>#<request id>`.
+/// One holder per move, not per consumer: two moves of one consumer must not share a lease,
+/// or the first to finish would release it under the other. A re-sent move (same
+/// `Idempotency-Key`, same request id) is the same holder and renews its own lease.
 pub const OPERATOR_HOLDER_PREFIX: &str = "operator:";
 
 /// What the shell does for a request.
@@ -113,18 +117,25 @@ fn operator_move(request: &UpstreamRequest, axis: &str) -> Result<AxesCall, Upst
         ));
     };
     let target_rad = Body::parse(&request.body_json)?.finite_f64("target_rad")?;
-    let holder = format!("{OPERATOR_HOLDER_PREFIX}{}", request.consumer);
+    let request_id = operator_move_request_id(&request.consumer, key);
+    let holder = format!(
+        "{OPERATOR_HOLDER_PREFIX}{}#{request_id:x}",
+        request.consumer
+    );
     if holder.len() > HOLDER_LENGTH_MAX {
         return Err(UpstreamResponse::error(
             403,
             "consumer_name_too_long",
-            &format!("a lease holder name has at most {HOLDER_LENGTH_MAX} bytes"),
+            &format!(
+                "a lease holder name (`operator:<consumer>#<move>`) has at most \
+                 {HOLDER_LENGTH_MAX} bytes"
+            ),
         ));
     }
     Ok(AxesCall::Move {
         axis,
         target_rad,
-        request_id: operator_move_request_id(&request.consumer, key),
+        request_id,
         holder,
     })
 }
@@ -376,9 +387,21 @@ mod tests {
                 axis: x,
                 target_rad: 0.5,
                 request_id,
-                holder: "operator:alice".into(),
+                holder: format!("operator:alice#{request_id:x}"),
             })
         );
+        // Another move of the same consumer is another holder: it cannot renew, and then
+        // release, the lease of a move still running.
+        let Plan::Call(AxesCall::Move { holder: other, .. }) = plan(&request(
+            HttpMethod::Post,
+            "/axes/x/move",
+            r#"{"target_rad":0.5}"#,
+            Some("k2"),
+        )) else {
+            panic!("a move plans a call")
+        };
+        assert_ne!(other, format!("operator:alice#{request_id:x}"));
+        assert!(other.starts_with("operator:alice#"), "{other}");
         assert_eq!(request_id, operator_move_request_id("alice", "k1"));
         assert_ne!(request_id, operator_move_request_id("alice", "k2"));
         assert_ne!(request_id, operator_move_request_id("alicek", "1"));

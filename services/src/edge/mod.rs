@@ -26,8 +26,9 @@
 //!   order by its order id, an operator move by a request id derived from the consumer and the
 //!   `Idempotency-Key`, reads), so the gateway's retries and the edge's re-sends never act
 //!   twice.
-//! - **Operator moves** (`POST /axes/{axis}/move`): lease as `operator:<consumer>` with
-//!   `operator_lease_ttl_ms`, move under its fencing token, re-send the move every
+//! - **Operator moves** (`POST /axes/{axis}/move`): lease as `operator:<consumer>#<move>` with
+//!   `operator_lease_ttl_ms`, move under its fencing token (enabling a disabled axis first, as a
+//!   saga does; a faulted one answers 409 `axis_not_enabled` until its fault is reset), re-send the move every
 //!   `move_poll_interval` until its outcome is known, then release the lease. When the outcome
 //!   is not known within `move_wait_max` (below the lease TTL) the edge answers 504 and keeps
 //!   the lease: it expires by its TTL, after the move could have finished; re-sending the
@@ -75,7 +76,8 @@ use self::reply::Plan;
 use crate::gateway::{UpstreamRequest, UpstreamResponse};
 use crate::inventory::INVENTORY_PORT;
 use crate::motion::protocol::HOLDER_LENGTH_MAX;
-use crate::motion::{AxisName, MOTION_PORT, MotionRequest};
+use crate::motion::protocol::{AxisState, RejectReason};
+use crate::motion::{AxisName, MOTION_PORT, MotionRequest, MotionResponse};
 use crate::orders::{Endpoint, ORDERS_PORT};
 use crate::rpc::{Incoming, RpcClient, RpcError, RpcServer};
 use crate::transport::Transport;
@@ -464,7 +466,7 @@ impl<T: Transport> Context<T> {
                         // Released, or already gone (expired, taken over): either way the edge
                         // holds nothing any more. A failed release expires by its TTL.
                         let released = self
-                            .call::<_, crate::motion::MotionResponse>(request, endpoint, &release)
+                            .call::<_, MotionResponse>(request, endpoint, &release)
                             .await
                             .is_ok();
                         (
@@ -518,6 +520,25 @@ impl<T: Transport> Context<T> {
         let started = Instant::now();
         loop {
             match self.call(request, endpoint, native).await {
+                Ok(MotionResponse::Rejected {
+                    reason: RejectReason::NotEnabled { state },
+                }) if !matches!(state, AxisState::Fault | AxisState::FaultReactionActive) => {
+                    // Disabled, not faulted: an operator's move enables the axis as a saga's
+                    // does, then sends the move again (a faulted axis needs its fault reset
+                    // first: that answer is the 409 below). Enabling is idempotent.
+                    let enable = MotionRequest::Enable { axis: axis.clone() };
+                    let answer = self
+                        .call::<_, MotionResponse>(request, endpoint, &enable)
+                        .await;
+                    if let Ok(refused @ MotionResponse::Rejected { .. }) = answer {
+                        tracing::info!(event = "operator_enable_refused", axis = axis.as_str());
+                        let step =
+                            axes::move_step(axis, *request_id, refused, self.config.retry_after_s);
+                        if let MoveStep::Done(response) = step {
+                            return Some(response);
+                        }
+                    }
+                }
                 Ok(answer) => {
                     match axes::move_step(axis, *request_id, answer, self.config.retry_after_s) {
                         MoveStep::Pending => {}

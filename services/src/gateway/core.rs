@@ -37,8 +37,8 @@ use super::protocol::{HttpMethod, Role, UpstreamResponse};
 use crate::registry::InstanceSpec;
 use crate::resilience::retry::{Failure, RetrySchedule, Wait};
 use crate::resilience::{
-    BreakerPermit, BulkheadFull, CallResult, CircuitBreaker, RateLimiter, RetryBudget,
-    decide_retry, retry_after_seconds,
+    BreakerPermit, BreakerState, BulkheadFull, CallResult, CircuitBreaker, RateLimiter,
+    RetryBudget, decide_retry, retry_after_seconds,
 };
 use crate::rpc::RpcError;
 
@@ -283,10 +283,21 @@ impl GatewayCore {
     }
 
     /// Asks the upstream's breaker for a call; on refusal the fallback: 503 with `Retry-After`.
+    ///
+    /// Open, the hint is the rest of the open wait. Half-open with every probe out, the breaker
+    /// only knows the longest the state may last (`half_open_wait_max`, a minute by default): a
+    /// client told that gives up. But the probes are this gateway's own attempts, each admitted
+    /// by now and bounded by `attempt_timeout`, so by then they have all ended and the breaker
+    /// is closed or open again with a wait it knows: the hint is the shorter of the two.
     pub fn acquire(&mut self, now: Duration, upstream: &str) -> Result<BreakerPermit, Reply> {
+        let attempt_timeout = self.config.upstream.attempt_timeout;
         let rejection = match self.guards(upstream).breaker.try_acquire(now) {
             Ok(permit) => return Ok(permit),
             Err(rejection) => rejection,
+        };
+        let retry_after = match rejection.state {
+            BreakerState::HalfOpen => rejection.retry_after.min(attempt_timeout),
+            _ => rejection.retry_after,
         };
         tracing::info!(event = "breaker_fallback", breaker = upstream);
         let reply = Reply::error(
@@ -294,7 +305,7 @@ impl GatewayCore {
             "circuit_open",
             &format!("{upstream} is failing; calls are suspended"),
         );
-        Err(self.with_retry_after(reply, rejection.retry_after))
+        Err(self.with_retry_after(reply, retry_after))
     }
 
     /// Reports a call to the trace before it is made (oracle GW1 checks each against the
@@ -794,6 +805,39 @@ mod tests {
         assert_eq!(reply.retry_after, Some(4000 * MS));
         assert_eq!(reply.retry_after_s(), Some(4));
         assert!(core.acquire(5001 * MS, "orders").is_ok(), "half-open probe");
+    }
+
+    #[test]
+    fn a_half_open_breaker_with_its_probes_out_hints_at_most_one_attempt_timeout() {
+        // Goal: while the half-open probe is out, the fallback's Retry-After is when the probe
+        // must have ended (one attempt timeout, 1 s), not the longest half-open may last (the
+        // default 60 s, which would make an honouring client give up); open, it stays the rest
+        // of the open wait. Method: open the breaker as above, take the one half-open permit at
+        // 5.001 s, ask again at 5.2 s.
+        let mut core = GatewayCore::new(config(), Duration::ZERO);
+        let admission = admission(&mut core);
+        for status in [409, 500] {
+            let mut schedule = RetrySchedule::new(core.config().upstream.retry, Duration::ZERO);
+            attempt(
+                &mut core,
+                Duration::ZERO,
+                &admission,
+                &mut schedule,
+                None,
+                respond(status),
+            );
+        }
+        assert_eq!(
+            core.acquire(4000 * MS, "orders").unwrap_err().retry_after,
+            Some(1000 * MS),
+            "open: the rest of the wait"
+        );
+        let _probe = core.acquire(5001 * MS, "orders").unwrap();
+        let reply = core.acquire(5200 * MS, "orders").unwrap_err();
+        assert_eq!(reply.status, 503);
+        assert_eq!(core.config().upstream.attempt_timeout, 1000 * MS);
+        assert_eq!(reply.retry_after, Some(1000 * MS));
+        assert_eq!(reply.retry_after_s(), Some(1));
     }
 
     #[test]

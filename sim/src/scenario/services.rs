@@ -194,6 +194,8 @@ pub(crate) struct RequestFile {
     pub(crate) api_key: Option<String>,
     #[serde(default)]
     pub(crate) body: Option<String>,
+    #[serde(default)]
+    pub(crate) idempotency_key: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -255,6 +257,7 @@ pub struct Request {
     pub path: String,
     pub api_key: Option<String>,
     pub body_json: Option<String>,
+    pub idempotency_key: Option<String>,
 }
 
 /// A sub-table and the span errors about it point at: its own, or its parent's when absent.
@@ -952,6 +955,7 @@ impl<E> ServicesChecker<'_, E> {
                 path: r.path.clone(),
                 api_key: r.api_key.clone(),
                 body_json: r.body.clone(),
+                idempotency_key: r.idempotency_key.clone(),
             });
         }
         requests.sort_by_key(|r| r.at);

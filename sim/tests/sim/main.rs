@@ -7,6 +7,7 @@ mod bad_input;
 mod cli;
 mod disk;
 mod motion_recovery;
+mod operator;
 mod planted;
 mod planted_cell;
 mod scenarios;
