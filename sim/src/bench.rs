@@ -24,6 +24,8 @@ pub struct Measurement {
     pub wall_s: f64,
     /// Simulated seconds per wall-clock second.
     pub real_time_factor: f64,
+    /// turmoil's tick, ms: its cost is per tick, so a figure means little without it.
+    pub tick_ms: f64,
 }
 
 /// The baseline and the scenario, measured back to back.
@@ -37,12 +39,13 @@ pub struct BenchReport {
 
 /// Runs bare turmoil for `simulated` with one request/reply datagram per millisecond.
 pub fn baseline(simulated: Duration) -> Measurement {
+    const TICK: Duration = Duration::from_millis(1);
     let start = Instant::now();
     let mut sim = turmoil::Builder::new()
         .rng_seed(1)
         .epoch(SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_UNIX_S))
         .simulation_duration(simulated + Duration::from_secs(1))
-        .tick_duration(Duration::from_millis(1))
+        .tick_duration(TICK)
         // No link latency: a request and its reply fit in the millisecond between requests.
         .min_message_latency(Duration::ZERO)
         .max_message_latency(Duration::ZERO)
@@ -82,6 +85,7 @@ pub fn baseline(simulated: Duration) -> Measurement {
         simulated_s,
         wall_s,
         real_time_factor: simulated_s / wall_s,
+        tick_ms: TICK.as_secs_f64() * 1e3,
     }
 }
 
@@ -103,6 +107,7 @@ pub fn scenario(scenario: &Scenario) -> Measurement {
         simulated_s,
         wall_s,
         real_time_factor: simulated_s / wall_s,
+        tick_ms: scenario.tick().as_secs_f64() * 1e3,
     }
 }
 

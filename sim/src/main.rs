@@ -211,8 +211,8 @@ fn execute(command: Command) -> Result<ExitCode> {
             } else {
                 for m in [&report.baseline, &report.scenario] {
                     println!(
-                        "{:<40} {:>7.1} s simulated in {:>7.3} s: {:>7.1}x real time",
-                        m.name, m.simulated_s, m.wall_s, m.real_time_factor
+                        "{:<40} {:>7.1} s simulated in {:>7.3} s: {:>7.1}x real time (turmoil tick {} ms)",
+                        m.name, m.simulated_s, m.wall_s, m.real_time_factor, m.tick_ms
                     );
                 }
                 println!("ratio to baseline: {:.3}", report.ratio_to_baseline);
