@@ -124,16 +124,6 @@ impl SimDrive {
         }
     }
 
-    /// When the last intact command arrived, if one ever did.
-    pub fn last_valid_command_at(&self) -> Option<Duration> {
-        self.last_valid_command_at
-    }
-
-    /// The last command that arrived intact, with the controller's setpoint it carries.
-    pub fn last_command(&self) -> Option<DriveCommandFrame> {
-        self.last_command
-    }
-
     pub fn corrupted_commands(&self) -> u64 {
         self.corrupted_commands
     }
@@ -143,15 +133,12 @@ impl SimDrive {
         std::mem::take(&mut self.events)
     }
 
-    /// Samples recorded since the last call, oldest first.
-    pub fn drain_samples(&mut self) -> Vec<DriveSample> {
-        std::mem::take(&mut self.samples)
-    }
-
-    /// Records the samples due at or before the drive's time: the world calls it at the end of
-    /// its tick, once every host has run to it (see [`SimDrive::advance_to`]).
-    pub fn flush_samples(&mut self) {
+    /// The samples due at or before the drive's time, oldest first, those not yet taken
+    /// included: the world calls it at the end of its tick, once every host has run to it (see
+    /// [`SimDrive::advance_to`]).
+    pub fn drain_samples(&mut self) -> std::vec::Drain<'_, DriveSample> {
         self.take_samples_through(self.plant.now());
+        self.samples.drain(..)
     }
 
     fn take_samples_through(&mut self, now: Duration) {
@@ -203,7 +190,7 @@ impl SimDrive {
     /// late (100 µs for the presets, a tenth of a 1 kHz control period).
     ///
     /// The drive stops at every sample instant; a sample is recorded when the drive leaves its
-    /// instant (or at [`SimDrive::flush_samples`]), so that it holds whatever arrived at that
+    /// instant (or at [`SimDrive::drain_samples`]), so that it holds whatever arrived at that
     /// instant, even a command sent at it with no latency after the drive first got there.
     pub fn advance_to(&mut self, t: Duration) {
         let end = self.floor_to_grid(t);
@@ -416,7 +403,6 @@ mod tests {
             }
             if u64::from(k).is_multiple_of(tick_periods) {
                 drive.advance_to(now);
-                drive.flush_samples();
                 samples.extend(drive.drain_samples());
             }
         }

@@ -377,13 +377,8 @@ struct AxisStats {
 
 impl Statistics {
     fn new(scenario: &Scenario, record_series: bool) -> Statistics {
-        let tick = scenario
-            .axes
-            .iter()
-            .map(|a| a.control_period)
-            .min()
-            .expect("axes");
-        let ticks = (scenario.duration.as_nanos() / tick.as_nanos().max(1)) as u64;
+        let samples =
+            (scenario.duration.as_nanos() / scenario.sample_period().as_nanos().max(1)) as u64;
         Statistics {
             axes: scenario
                 .axes
@@ -402,7 +397,7 @@ impl Statistics {
                     ..AxisSeries::default()
                 })
                 .collect(),
-            decimation: ticks.div_ceil(SERIES_POINT_COUNT_MAX as u64).max(1),
+            decimation: samples.div_ceil(SERIES_POINT_COUNT_MAX as u64).max(1),
             record_series,
         }
     }

@@ -72,6 +72,8 @@ pub struct World<'a> {
     trace: SharedTrace,
     /// How many trace events the observer has been given.
     observed: usize,
+    /// The tick's drive samples (axis index, sample), kept to reuse its allocation.
+    samples: Vec<(usize, DriveSample)>,
 }
 
 impl std::fmt::Debug for World<'_> {
@@ -203,6 +205,7 @@ impl<'a> World<'a> {
             heals,
             trace,
             observed: 0,
+            samples: Vec::new(),
         }
     }
 
@@ -230,12 +233,11 @@ impl<'a> World<'a> {
                 .unwrap_or_else(|error| panic!("turmoil stopped the simulation: {error}"));
             now = self.sim.elapsed();
             debug_assert_eq!(now, tick_end, "turmoil's clock and the world's disagree");
-            let mut samples = Vec::new();
+            let mut samples = std::mem::take(&mut self.samples);
             for (k, axis) in self.axes.iter().enumerate() {
                 let mut drive = axis.drive.borrow_mut();
                 drive.advance_to(now);
-                drive.flush_samples();
-                samples.extend(drive.drain_samples().into_iter().map(|s| (k, s)));
+                samples.extend(drive.drain_samples().map(|s| (k, s)));
                 for (t, event) in drive.drain_events() {
                     let (name, fields) = match event {
                         DriveEvent::WatchdogTripped { last_command_at } => (
@@ -258,13 +260,15 @@ impl<'a> World<'a> {
                     });
                 }
             }
-            self.feed(observer, samples);
+            self.feed(observer, &mut samples);
+            samples.clear();
+            self.samples = samples;
         }
     }
 
     /// Gives the observer the trace events recorded since the last call and the tick's samples
     /// (axis index, sample), in time order: a sample after every event at or before its instant.
-    fn feed(&mut self, observer: &mut dyn Observer, mut samples: Vec<(usize, DriveSample)>) {
+    fn feed(&mut self, observer: &mut dyn Observer, samples: &mut [(usize, DriveSample)]) {
         let trace = self.trace.lock().expect("trace lock");
         let mut fresh: Vec<&TraceEvent> = trace.events()[self.observed..].iter().collect();
         // Host events and drive events of one tick are recorded in two passes: give them to
@@ -272,7 +276,7 @@ impl<'a> World<'a> {
         fresh.sort_by_key(|e| e.t);
         samples.sort_by_key(|(k, s)| (s.t, *k));
         let mut events = fresh.into_iter().peekable();
-        for (k, sample) in &samples {
+        for (k, sample) in samples.iter() {
             while let Some(event) = events.next_if(|e| e.t <= sample.t) {
                 observer.on_event(event);
             }

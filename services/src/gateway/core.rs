@@ -781,12 +781,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn failures_open_the_breaker_and_its_fallback_is_a_503_with_retry_after() {
-        // Goal: upstream failures (5xx) open the breaker; then no call is admitted and the
-        // fallback answers 503 with Retry-After until the wait is over (CB2, GW2); a 4xx is a
-        // success for the breaker. Method: calls_min 2, window 2: a 409 and a 500 are 50 % ≥
-        // 50 % and open it; acquire at 1 s is refused with Retry-After 4 s.
+    /// A core whose `orders` breaker a 409 and a 500 at 0 s opened (calls_min 2, window 2:
+    /// 50 % ≥ 50 %; the 4xx counts as a success).
+    fn opened_breaker() -> GatewayCore {
         let mut core = GatewayCore::new(config(), Duration::ZERO);
         let admission = admission(&mut core);
         for status in [409, 500] {
@@ -800,6 +797,16 @@ mod tests {
                 respond(status),
             );
         }
+        core
+    }
+
+    #[test]
+    fn failures_open_the_breaker_and_its_fallback_is_a_503_with_retry_after() {
+        // Goal: upstream failures (5xx) open the breaker; then no call is admitted and the
+        // fallback answers 503 with Retry-After until the wait is over (CB2, GW2); a 4xx is a
+        // success for the breaker. Method: calls_min 2, window 2: a 409 and a 500 are 50 % ≥
+        // 50 % and open it; acquire at 1 s is refused with Retry-After 4 s.
+        let mut core = opened_breaker();
         let reply = core.acquire(1000 * MS, "orders").unwrap_err();
         assert_eq!(reply.status, 503);
         assert_eq!(reply.retry_after, Some(4000 * MS));
@@ -814,19 +821,7 @@ mod tests {
         // default 60 s, which would make an honouring client give up); open, it stays the rest
         // of the open wait. Method: open the breaker as above, take the one half-open permit at
         // 5.001 s, ask again at 5.2 s.
-        let mut core = GatewayCore::new(config(), Duration::ZERO);
-        let admission = admission(&mut core);
-        for status in [409, 500] {
-            let mut schedule = RetrySchedule::new(core.config().upstream.retry, Duration::ZERO);
-            attempt(
-                &mut core,
-                Duration::ZERO,
-                &admission,
-                &mut schedule,
-                None,
-                respond(status),
-            );
-        }
+        let mut core = opened_breaker();
         assert_eq!(
             core.acquire(4000 * MS, "orders").unwrap_err().retry_after,
             Some(1000 * MS),
