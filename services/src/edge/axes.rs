@@ -258,7 +258,11 @@ pub fn move_step(
 }
 
 /// Every answer that is not the one the step expected.
-fn refusal(axis: &AxisName, answer: MotionResponse, retry_after_s: u32) -> UpstreamResponse {
+pub(super) fn refusal(
+    axis: &AxisName,
+    answer: MotionResponse,
+    retry_after_s: u32,
+) -> UpstreamResponse {
     let conflict = |code: &str, detail: &str| UpstreamResponse::error(409, code, detail);
     let reason = match answer {
         MotionResponse::Rejected { reason } => reason,

@@ -532,11 +532,7 @@ impl<T: Transport> Context<T> {
                         .await;
                     if let Ok(refused @ MotionResponse::Rejected { .. }) = answer {
                         tracing::info!(event = "operator_enable_refused", axis = axis.as_str());
-                        let step =
-                            axes::move_step(axis, *request_id, refused, self.config.retry_after_s);
-                        if let MoveStep::Done(response) = step {
-                            return Some(response);
-                        }
+                        return Some(axes::refusal(axis, refused, self.config.retry_after_s));
                     }
                 }
                 Ok(answer) => {
