@@ -485,15 +485,7 @@ mod tests {
     }
 
     fn event(host: &str, name: &str, fields: &[(&str, &str)]) -> TraceEvent {
-        TraceEvent {
-            t: std::time::Duration::ZERO,
-            host: host.to_owned(),
-            name: name.to_owned(),
-            fields: fields
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        }
+        crate::trace::test_event(0, host, name, fields)
     }
 
     fn crash(host: &str) -> TraceEvent {

@@ -279,6 +279,20 @@ impl Visit for FieldVisitor {
     }
 }
 
+/// An event built by hand, `t_ms` milliseconds into a run: for the oracles' unit tests.
+#[cfg(test)]
+pub(crate) fn test_event(t_ms: u64, host: &str, name: &str, fields: &[(&str, &str)]) -> TraceEvent {
+    TraceEvent {
+        t: Duration::from_millis(t_ms),
+        host: host.to_owned(),
+        name: name.to_owned(),
+        fields: fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -209,19 +209,8 @@ mod tests {
     use services::resilience::{BreakerConfig, CallResult, CircuitBreaker};
 
     use super::*;
+    use crate::trace::test_event as event;
     use crate::trace::{Trace, TraceSubscriber};
-
-    fn event(t_ms: u64, host: &str, name: &str, fields: &[(&str, &str)]) -> TraceEvent {
-        TraceEvent {
-            t: Duration::from_millis(t_ms),
-            host: host.to_owned(),
-            name: name.to_owned(),
-            fields: fields
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        }
-    }
 
     fn judge(id: &str, events: &[TraceEvent]) -> Option<Violation> {
         let mut oracle = oracles()

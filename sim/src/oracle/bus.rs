@@ -228,18 +228,7 @@ impl Oracle for AppliedOnce {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn event(t_ms: u64, host: &str, name: &str, fields: &[(&str, &str)]) -> TraceEvent {
-        TraceEvent {
-            t: Duration::from_millis(t_ms),
-            host: host.to_owned(),
-            name: name.to_owned(),
-            fields: fields
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        }
-    }
+    use crate::trace::test_event as event;
 
     fn judge(oracle: &mut dyn Oracle, events: &[TraceEvent], end_ms: u64) -> Option<Violation> {
         events.iter().for_each(|e| oracle.on_event(e));

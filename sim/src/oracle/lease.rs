@@ -152,18 +152,7 @@ fn describe(live: Option<&(String, u64)>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn event(t_ms: u64, host: &str, name: &str, fields: &[(&str, &str)]) -> TraceEvent {
-        TraceEvent {
-            t: Duration::from_millis(t_ms),
-            host: host.to_owned(),
-            name: name.to_owned(),
-            fields: fields
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        }
-    }
+    use crate::trace::test_event as event;
 
     fn oracle() -> LeaseFencing {
         LeaseFencing {
