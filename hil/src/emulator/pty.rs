@@ -1,7 +1,8 @@
 //! Serving an emulated bus in real time, behind a pseudo-terminal (`--pty`) or on a real serial
 //! port (`--port`). Owns the line I/O, the real-time schedule of replies (each sent when its
-//! modelled wire time says it would have finished), link faults, and the summary printed at
-//! exit. The device logic is `bus.rs` and `servo.rs`.
+//! modelled wire time says it would have finished), the clock of the devices' inter-byte
+//! timeout (the loop tells the bus when the line stayed idle), link faults, and the summary
+//! printed at exit. The device logic is `bus.rs` and `servo.rs`.
 
 // This module is the emulator's real-time shell: its clock is the wall clock, by design.
 #![allow(clippy::disallowed_methods)]
@@ -168,10 +169,30 @@ pub struct ExitSummary {
     pub served_s: f64,
     pub instructions: u64,
     pub instruction_crc_errors: u64,
+    /// Partial packets the devices gave up after an idle gap (a truncated instruction).
+    pub partials_given_up: u64,
     pub replies_dropped: u64,
     pub replies_corrupted: u64,
     pub garbage_bytes: u64,
     pub servos: Vec<ServoSummary>,
+}
+
+/// Queues the servos' replies made at `t`, through the link faults; the oldest reply goes when
+/// the queue is full.
+fn enqueue(
+    queue: &mut VecDeque<Transmission>,
+    faults: &mut LinkFaults,
+    t: Duration,
+    replies: Vec<Transmission>,
+) {
+    for tx in replies {
+        if queue.len() >= QUEUE_LEN_MAX {
+            queue.pop_front();
+        }
+        if let Some(tx) = faults.apply(t, tx) {
+            queue.push_back(tx);
+        }
+    }
 }
 
 /// Serves `bus` on `line` in real time until `stop` is set or a vanish fault starts.
@@ -197,24 +218,25 @@ pub fn serve(
             line.write_all(&tx.bytes)?;
         }
         bus.advance_to(now);
-        let wait = queue
-            .front()
-            .map_or(
+        let wait = [queue.front().map(|tx| tx.due), bus.expiry()]
+            .into_iter()
+            .flatten()
+            .map(|due| due.saturating_sub(now))
+            .fold(
                 Duration::from_millis(u64::from(POLL_INTERVAL_MS_MAX)),
-                |tx| tx.due.saturating_sub(now),
-            )
-            .min(Duration::from_millis(u64::from(POLL_INTERVAL_MS_MAX)));
+                Duration::min,
+            );
         let n = line.read_timeout(&mut buf, wait)?;
         if n > 0 {
             let arrived = start.elapsed();
-            for tx in bus.receive(arrived, &buf[..n]) {
-                if queue.len() >= QUEUE_LEN_MAX {
-                    queue.pop_front();
-                }
-                if let Some(tx) = faults.apply(arrived, tx) {
-                    queue.push_back(tx);
-                }
-            }
+            let replies = bus.receive(arrived, &buf[..n]);
+            enqueue(&mut queue, faults, arrived, replies);
+        } else {
+            // Nothing was pending when the read began at `now`: the line was silent up to
+            // then (not up to the read's end: this process may have been descheduled since).
+            // A partial packet whose sender went quiet is given up, what it hid answered.
+            let found = bus.idle(now);
+            enqueue(&mut queue, faults, now, found);
         }
     };
     let stats = bus.stats();
@@ -236,6 +258,7 @@ pub fn serve(
         served_s: start.elapsed().as_secs_f64(),
         instructions: stats.instructions,
         instruction_crc_errors: stats.crc_errors,
+        partials_given_up: stats.partials_given_up,
         replies_dropped: faults.dropped,
         replies_corrupted: faults.corrupted,
         garbage_bytes: faults.garbage_bytes,
