@@ -2,5 +2,6 @@
 
 mod bench;
 mod emulator;
+mod link;
 mod peer;
 mod protocol;
