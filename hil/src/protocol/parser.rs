@@ -27,7 +27,7 @@ pub const INTER_BYTE_GAP_CHARACTERS: usize = 4;
 /// over in bursts: an FTDI chip (the U2D2's) holds a packet's tail until its latency timer runs
 /// out, 16 ms by default, so two bytes that were adjacent on the wire can reach the host 16 ms
 /// apart. On the emulator's pseudo-terminal, the gap between two writes of one sender is the
-/// operating system's scheduling, milliseconds on a loaded machine. Four characters are 4 us at
+/// operating system's scheduling, milliseconds on a loaded machine. Four characters are 40 us at
 /// 1 Mbps and 4.2 ms at 9600 baud, so this floor decides at every Dynamixel baud. ROBOTIS's own
 /// device-side receiver (Dynamixel2Arduino's `dxlRxPacket2_0`) resets after 500 ms between two
 /// bytes; 20 ms keeps above the adapter's burst gap and resynchronises 25 times sooner.
