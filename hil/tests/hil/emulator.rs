@@ -96,9 +96,11 @@ fn emulator_deaf_after_a_truncated_header() {
 #[test]
 fn a_packet_in_several_writes_within_the_timeout_is_answered() {
     // Goal: the inter-byte timeout gives up only a sender that went quiet: a packet written in
-    // pieces with short pauses (a read reaching the emulator in several pty reads) is answered
-    // once, and nothing is given up. Method: a Read of Present Position written byte by byte,
-    // 1 ms apart (a twentieth of the timeout); one reply with four data bytes.
+    // pieces with short pauses (a read reaching the emulator in several pty reads, each but
+    // the last ending inside the packet) is answered once, and nothing is given up. Method: a
+    // Read of Present Position written in three pieces (cut inside the header and inside the
+    // parameters), 2 ms apart (a tenth of the timeout); one reply with four data bytes. Few
+    // pieces: each pause is a chance for this shared machine to stall the writer past 20 ms.
     let emulator = Emulator::start(&[]);
     let mut port = open(&emulator.path);
     let read = InstructionPacket::new(
@@ -110,9 +112,9 @@ fn a_packet_in_several_writes_within_the_timeout_is_answered() {
     )
     .encode()
     .unwrap();
-    for b in &read {
-        port.write_all(&[*b]).unwrap();
-        std::thread::sleep(Duration::from_millis(1));
+    for piece in [&read[..3], &read[3..9], &read[9..]] {
+        port.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
     }
     let reply = status(port.as_mut()).expect("the read written in pieces is answered");
     assert_eq!((reply.id, reply.data.len()), (1, 4));
