@@ -14,9 +14,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags, ppoll};
 use nix::pty::openpty;
 use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+use nix::sys::time::TimeSpec;
 use serde::Serialize;
 
 use super::bus::{EmulatedBus, Transmission};
@@ -81,9 +82,11 @@ impl PtyLine {
 
 impl Line for PtyLine {
     fn read_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, LineError> {
-        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        // ppoll, not poll: poll counts whole milliseconds, so a reply due in 0.7 ms would be
+        // waited for by spinning on a zero timeout, and a process that spins loses its turn on
+        // a loaded machine; ppoll sleeps to the nanosecond.
         let mut fds = [PollFd::new(self.master.as_fd(), PollFlags::POLLIN)];
-        let ready = match poll(&mut fds, PollTimeout::from(ms)) {
+        let ready = match ppoll(&mut fds, Some(TimeSpec::from_duration(timeout)), None) {
             Err(nix::errno::Errno::EINTR) => return Ok(0),
             other => other?,
         };
