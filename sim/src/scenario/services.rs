@@ -381,16 +381,18 @@ impl<E> ServicesChecker<'_, E> {
         let parts = self.check_parts(inventory, inventory_span.clone())?;
         let mut services = Services::defaults(f.orders_instances, parts);
         // Every scalar key, row by row (`keys.rs`); then what the rows cannot say.
-        let rows: [(&dyn Fn(&mut Services) -> Result<(), String>, _); 5] = [
-            (&|s| gateway.apply(s), gateway_span.clone()),
-            (&|s| registry.apply(s), registry_span.clone()),
-            (&|s| bus.apply(s), bus_span.clone()),
-            (&|s| inventory.apply(s), inventory_span),
-            (&|s| orders.apply(s), orders_span.clone()),
-        ];
-        for (apply, span) in rows {
-            apply(&mut services).map_err(|message| (self.fail)(span, message))?;
-        }
+        let at = |span: std::ops::Range<usize>| move |message: String| (self.fail)(span, message);
+        gateway
+            .apply(&mut services)
+            .map_err(at(gateway_span.clone()))?;
+        registry
+            .apply(&mut services)
+            .map_err(at(registry_span.clone()))?;
+        bus.apply(&mut services).map_err(at(bus_span.clone()))?;
+        inventory.apply(&mut services).map_err(at(inventory_span))?;
+        orders
+            .apply(&mut services)
+            .map_err(at(orders_span.clone()))?;
         self.check_gateway(gateway, gateway_span, &mut services.gateway)?;
         self.check_registry(registry, registry_span, &mut services)?;
         if let Some(waits) = &bus.ack_wait_ms {
