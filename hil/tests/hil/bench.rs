@@ -74,6 +74,16 @@ impl Emulator {
     }
 }
 
+/// A test that fails before `stop` must not leave its emulator serving: kill it.
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Runs `hil run` on the emulator; returns the exit code and the report it wrote.
 fn run_bench(emulator: &Emulator, extra: &[&str]) -> (i32, Report, String) {
     let out = tempfile_path("report.json");
