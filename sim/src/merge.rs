@@ -1,7 +1,7 @@
 //! Merging shards: the directories of `sim sweep --shard K/N` runs, combined into one sweep.
 //!
 //! [`merge`] checks that the parts belong together (same servocell version, same scenarios at
-//! the same paths, same seed range, the same shard count), that together they are every shard
+//! the same paths with the same text (SHA-256), same seed range, the same shard count), that together they are every shard
 //! exactly once (a partial merge would hide seeds; a whole, unsharded sweep needs no merge),
 //! and that no (scenario, seed) appears twice; then it sorts the results by (scenario, seed) and
 //! sums the coverage. Since a sweep writes its results in the same order through the same
@@ -112,7 +112,7 @@ pub fn merge(parts: Vec<Sweep>) -> Result<Sweep, MergeError> {
 fn scenario_list(m: &Manifest) -> String {
     m.scenarios
         .iter()
-        .map(|s| format!("{} ({})", s.name, s.path))
+        .map(|s| format!("{} ({}, SHA-256 {})", s.name, s.path, s.sha256))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -141,6 +141,7 @@ mod tests {
                 scenarios: vec![ManifestScenario {
                     name: "s".into(),
                     path: "s.toml".into(),
+                    sha256: "0".repeat(64),
                 }],
                 seeds_start: 0,
                 seeds_end: 6,
