@@ -304,17 +304,14 @@ impl Coverage {
             let mut kinds: Vec<(String, (usize, usize, u64))> = kinds.into_iter().collect();
             // Smallest share reached first (compared exactly, by cross-multiplying), then fewest
             // faults, then by name (the map's order, kept by the stable sort).
-            kinds.sort_by(|(_, a), (_, b)| {
-                (a.0 * b.1)
-                    .cmp(&(b.0 * a.1))
-                    .then(a.2.cmp(&b.2))
-            });
+            kinds.sort_by(|(_, a), (_, b)| (a.0 * b.1).cmp(&(b.0 * a.1)).then(a.2.cmp(&b.2)));
             if !kinds.is_empty() {
                 let least: Vec<String> = kinds
                     .iter()
                     .take(LEAST_COVERED_KINDS_LISTED)
                     .map(|(kind, (reached, total, faults))| {
-                        format!("{kind} {reached} of {total} ({faults} faults)")
+                        let s = if *faults == 1 { "" } else { "s" };
+                        format!("{kind} {reached} of {total} ({faults} fault{s})")
                     })
                     .collect();
                 out.push_str(&format!("    least covered kinds: {}\n", least.join(", ")));

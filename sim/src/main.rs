@@ -466,8 +466,7 @@ fn load_sweep_scenarios(paths: &[PathBuf]) -> Result<Vec<sim::sweep::SweepScenar
     paths
         .iter()
         .map(|path| {
-            let s =
-                sim::sweep::SweepScenario::load(path).map_err(|e| UsageError(e.to_string()))?;
+            let s = sim::sweep::SweepScenario::load(path).map_err(|e| UsageError(e.to_string()))?;
             check_expectations(&s.scenario).map_err(UsageError)?;
             Ok(s)
         })

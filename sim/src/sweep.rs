@@ -383,7 +383,8 @@ impl Manifest {
             ));
         }
         if self.shard != other.shard {
-            let shard = |s: Option<Shard>| s.map_or("no shard".to_owned(), |s| format!("shard {s}"));
+            let shard =
+                |s: Option<Shard>| s.map_or("no shard".to_owned(), |s| format!("shard {s}"));
             out.push(format!(
                 "the sweep has {}, the command {}",
                 shard(self.shard),
