@@ -167,7 +167,8 @@ mod tests {
     }
 
     // Goal: complete shards merge into sorted results whatever order they come in; a missing,
-    // repeated or foreign shard is refused with a message that names it.
+    // repeated or foreign shard, or one whose scenario text differs, is refused with a message
+    // that names it.
     #[test]
     fn merges_complete_shards_only() {
         let merged = merge(vec![part(1, 2, &[1, 3, 5]), part(0, 2, &[0, 2, 4])]).expect("ok");
@@ -202,6 +203,15 @@ mod tests {
                 seed: 2
             })
         );
+        let mut edited = part(1, 2, &[1]);
+        edited.manifest.scenarios[0].sha256 = "1".repeat(64);
+        assert!(matches!(
+            merge(vec![part(0, 2, &[0]), edited]),
+            Err(MergeError::Mismatch {
+                what: "scenarios",
+                ..
+            })
+        ));
         let mut whole = part(0, 1, &[0]);
         whole.manifest.shard = None;
         assert_eq!(merge(vec![whole]), Err(MergeError::NotAShard { index: 0 }));
