@@ -3,10 +3,10 @@
 //! Owns the `Transport` and `Listener` traits every service is written against, and
 //! `TokioTransport`, their implementation over `tokio::net` for real runs. It does not own
 //! framing (`framing`), request/response semantics (`rpc`) or any simulated network: the turmoil
-//! implementation lives in `sim`, the only crate that depends on turmoil (DESIGN.md §2).
+//! implementation lives in `sim`, the only crate that depends on turmoil (docs/DESIGN.md §2).
 //!
 //! Neither trait is `Send`-bound: a turmoil host is single-threaded, and the services never
-//! spawn threads (DESIGN.md §3).
+//! spawn threads (docs/DESIGN.md §3).
 
 use std::future::Future;
 use std::io;

@@ -1,6 +1,6 @@
 //! servocell's simulation harness: a servo cell inside turmoil, under faults, judged by oracles.
 //!
-//! The only crate that depends on turmoil (DESIGN.md §2). Code map:
+//! The only crate that depends on turmoil (docs/DESIGN.md §2). Code map:
 //! - [`scenario`]: scenario files, their checks, the resolved [`scenario::Scenario`].
 //! - [`seed`]: one seed in, one random stream per component out.
 //! - [`swarm`]: swarm testing, the chaos kinds and rates each seed draws.

@@ -1,4 +1,4 @@
-//! The report of a run (DESIGN.md §9): what was run, what was injected, what held.
+//! The report of a run (docs/DESIGN.md §9): what was run, what was injected, what held.
 //!
 //! One type serves `sim run --json`, the insta snapshots (YAML, floats rounded to a fixed number
 //! of significant digits by [`Report::rounded`]) and sweeps. It is built by `run.rs` from the

@@ -995,8 +995,8 @@ pub fn parallel_map<T: Sync, R: Send>(
 /// the pool: no worker takes another item (those running finish and are dropped), and the error
 /// is returned.
 // The worker pool lives outside every simulation: each item is one whole single-threaded run,
-// started and finished on one worker, so the determinism ban on threads (clippy.toml, DESIGN.md
-// §3) does not apply to it. This is the one place sim spawns threads.
+// started and finished on one worker, so the determinism ban on threads (clippy.toml,
+// docs/DESIGN.md §3) does not apply to it. This is the one place sim spawns threads.
 #[allow(clippy::disallowed_methods)]
 pub fn parallel_try_for_each<T: Sync, R: Send, E>(
     items: &[T],

@@ -254,7 +254,7 @@ fn moves_accepted(trace: &Trace, request_id: u64) -> usize {
 
 #[tokio::test]
 async fn an_order_travels_from_http_through_the_cell_and_reads_back() {
-    // Goal: the whole path of DESIGN.md §6 outside the simulator: the HTTP workload client
+    // Goal: the whole path of docs/DESIGN.md §6 outside the simulator: the HTTP workload client
     // places an order through the gateway, which finds the orders edge in the registry; the
     // edge starts the saga; the client polls it to `completed` through the same path. Then
     // reads through the inventory and axes edges show its effect (stock consumed, the axis at

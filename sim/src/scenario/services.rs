@@ -202,7 +202,7 @@ pub(crate) struct RequestFile {
 // Resolved.
 
 /// The order path of the cell, resolved into the services' configurations. Host names are the
-/// cell's (DESIGN.md §6): `gateway`, `registry`, `bus`, `journal`, `inventory`, `orders-<k>`.
+/// cell's (docs/DESIGN.md §6): `gateway`, `registry`, `bus`, `journal`, `inventory`, `orders-<k>`.
 #[derive(Debug, Clone)]
 pub struct Services {
     pub orders_instances: u32,
