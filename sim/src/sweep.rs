@@ -1298,6 +1298,40 @@ mod tests {
         assert!(parallel_map(&[] as &[u64], 3, |x| *x, |_| {}).is_empty());
     }
 
+    // Goal: the first error the caller's `done` returns stops the pool: it is returned and
+    // `done` sees nothing after it (so a sweep whose disk is full ends there instead of running
+    // on for hours with nothing written). Workers then take no new item; how many were already
+    // done depends on timing, so it is not asserted.
+    #[test]
+    fn pool_stops_at_the_first_error() {
+        let items: Vec<u64> = (0..1000).collect();
+        for jobs in [1, 3] {
+            let mut seen = 0;
+            let outcome = parallel_try_for_each(
+                &items,
+                jobs,
+                |x| *x,
+                |_, _| {
+                    seen += 1;
+                    if seen == 5 { Err("disk full") } else { Ok(()) }
+                },
+            );
+            assert_eq!(outcome, Err("disk full"));
+            assert_eq!(seen, 5, "done is not called after an error");
+        }
+        let mut seen = 0;
+        let all = parallel_try_for_each(
+            &items,
+            2,
+            |x| *x,
+            |_, _| {
+                seen += 1;
+                Ok::<(), ()>(())
+            },
+        );
+        assert_eq!((all, seen), (Ok(()), 1000));
+    }
+
     // Goal: XML escaping covers markup characters and control characters XML cannot carry.
     #[test]
     fn xml_escape_covers_markup() {
