@@ -497,9 +497,24 @@ fn a_killed_sweep_keeps_its_finished_seeds_and_resumes_to_the_uninterrupted_file
     let whole = sim(&whole_args);
     assert!(matches!(whole.status.code(), Some(0 | 1)));
     assert_eq!(resumed.status.code(), whole.status.code());
-
     let read =
         |path: PathBuf| std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    // The terminal gets the short coverage summary, not the table of every combination.
+    let stdout = String::from_utf8_lossy(&whole.stdout);
+    let failing = lines_of(&dir.join("whole/results.jsonl"))
+        .iter()
+        .filter(|l| !l.contains("\"verdict\":\"pass\""))
+        .count();
+    assert!(
+        stdout.lines().count() <= 10 + failing,
+        "{failing} failing seeds, {} lines:\n{stdout}",
+        stdout.lines().count()
+    );
+    assert!(stdout.contains("least covered kinds: "), "{stdout}");
+    assert!(!stdout.contains("never reached ("), "{stdout}");
+    let table = String::from_utf8_lossy(&read(dir.join("whole/coverage.txt"))).into_owned();
+    assert!(table.contains("never reached ("), "{table}");
+
     for name in SWEEP_FILES {
         assert_eq!(
             read(stopped.join(name)),
