@@ -12,7 +12,8 @@
 //! - [`trace`]: the canonical trace and its hash.
 //! - [`oracle`]: the pure observers that judge a run.
 //! - [`run`]: one run end to end, the verdict, the report's assembly.
-//! - [`report`], [`plot`]: what a run produces for people and snapshots.
+//! - [`report`], [`plot`]: what a run produces for people and snapshots; [`seconds`] writes
+//!   durations as seconds at the serde boundary.
 //! - [`bench`]: `sim bench`, speed against a bare-turmoil baseline measured in the same run.
 //! - [`sweep`]: many seeds on a worker pool, results (kept on disk as seeds finish, resumable),
 //!   summary, JUnit; [`merge`] combines shards; [`coverage`] counts fault kind × target × axis
@@ -33,6 +34,7 @@ pub mod plot;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod seconds;
 pub mod seed;
 pub mod shrink;
 pub mod swarm;

@@ -22,7 +22,7 @@ use crate::http_workload::{
 use crate::inventory::{InventoryConfig, PartId, run_inventory};
 use crate::journal::{JournalConfig, run_journal};
 use crate::motion::{AxisName, run_motion};
-use crate::orders::{Endpoint, OrdersConfig, run_orders};
+use crate::orders::{OrdersConfig, run_orders};
 use crate::registry::test_net::MemoryNet;
 use crate::registry::{
     InstanceSpec, RegistrationConfig, RegistryConfig, run_registration, serve_registry,
@@ -33,6 +33,7 @@ use crate::storage::TokioStorage;
 use crate::testing::{
     PortReporting, RigidDrive, TempRoot, Trace, record_trace, test_motion_config,
 };
+use crate::transport::Endpoint;
 use crate::transport::{TokioTransport, Transport};
 
 const HOST: &str = "127.0.0.1";

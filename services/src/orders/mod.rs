@@ -70,7 +70,7 @@ use futures_util::{FutureExt, StreamExt};
 use rand_chacha::ChaCha8Rng;
 use tokio::time::Instant;
 
-pub use self::config::{Endpoint, ORDERS_PORT, OrdersConfig};
+pub use self::config::{ORDERS_PORT, OrdersConfig};
 pub use self::participants::{Participants, lease_holder};
 pub use self::projection::{DriveEnd, DriveOrder, Projection};
 pub use self::protocol::{
