@@ -377,6 +377,7 @@ pub(crate) fn register_orders(
     config.instance = name.clone();
     config.instance_index = u16::try_from(k).expect("orders instances are few");
     config.motion = motion;
+    config.planted_acks_unapplied = scenario.planted.consumer_acks_unapplied;
     config.bus = Some(Endpoint::new("bus", BUS_PORT));
     let config = Rc::new(config);
     let registration = Rc::new(registration(services, "orders", &name, ORDERS_EDGE_PORT));

@@ -63,6 +63,10 @@ pub struct OrdersConfig {
     /// The bus whose `motion.events` this instance consumes (group `orders`, see `consumer`);
     /// `None`: no consumer, and the instance behaves exactly as without this field.
     pub bus: Option<Endpoint>,
+    /// TEST ONLY: planted bug for oracle MQ5: the motion-events consumer acks a message it
+    /// failed to append to the journal (the event is lost to the axis stream). A correct cell
+    /// never sets it.
+    pub planted_acks_unapplied: bool,
 }
 
 impl OrdersConfig {
@@ -109,6 +113,7 @@ impl OrdersConfig {
             subscription_wait: Duration::from_secs(1),
             sagas_driven_max: 64,
             bus: None,
+            planted_acks_unapplied: false,
         }
     }
 

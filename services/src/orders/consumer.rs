@@ -128,6 +128,12 @@ pub(super) async fn consume_round<T: Transport>(
                     instance,
                     reason,
                 );
+                if config.planted_acks_unapplied {
+                    let _ = bus
+                        .finish(&topic, &group, sequence, false, config.call_timeout)
+                        .await;
+                    continue;
+                }
                 // Unacked, it comes back after its ack wait; the rest of this fetch too.
                 return CONSUMER_RETRY_DELAY;
             }

@@ -1,4 +1,4 @@
-//! Bus oracles (MQ1–MQ3): nothing published is lost, nothing is delivered beyond its limit,
+//! Bus oracles (MQ1–MQ3, MQ5): nothing published is lost, nothing is delivered beyond its limit,
 //! nothing takes effect twice.
 //!
 //! Judged on the bus's own events and its consumers'. Messages are keyed by (bus host, topic,
@@ -17,8 +17,17 @@
 //!   topic, msg_id), from any host of the group: the consumers de-duplicate by message id, so
 //!   the effect happens once per group.
 //!
+//! - MQ5: every `bus_acked` (topic, group, sequence) is of a message whose id (`msg_id` of its
+//!   `bus_published` or `bus_delivered`) the journal already holds as an event id
+//!   (`journal_append` or `journal_append_duplicate`, field `event_ids`). In this cell every
+//!   consumer group's effect is that append (`services::orders::consumer`: the message id is the
+//!   event id), and an ack tells the bus the effect happened: an ack without it loses the event.
+//!   Judged on the journal's record, not the consumer's word, so a consumer that acks on a
+//!   failed append is caught whatever it traces.
+//!
 //! The planted bug `BusConfig::drop_after_max_deliver` drops an exhausted message silently: no
-//! ack, no dead-lettering, so MQ1 fails.
+//! ack, no dead-lettering, so MQ1 fails. The planted bug
+//! `OrdersConfig::planted_acks_unapplied` acks a message whose append failed: MQ5.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -34,6 +43,7 @@ pub(crate) fn oracles() -> Vec<Box<dyn Oracle>> {
         Box::new(AckedOrDeadLettered::default()),
         Box::new(DeliveriesBounded::default()),
         Box::new(AppliedOnce::default()),
+        Box::new(AckedMeansStored::default()),
     ]
 }
 
@@ -225,10 +235,108 @@ impl Oracle for AppliedOnce {
     }
 }
 
+/// MQ5.
+#[derive(Default)]
+struct AckedMeansStored {
+    /// (bus host, topic, sequence) → message id.
+    msg_ids: BTreeMap<MessageKey, String>,
+    /// Every event id the journal appended (or found already appended).
+    stored: std::collections::BTreeSet<String>,
+    first: FirstViolation,
+}
+
+impl Oracle for AckedMeansStored {
+    fn id(&self) -> &'static str {
+        "MQ5"
+    }
+    fn statement(&self) -> &'static str {
+        "a message a consumer group acks is in the journal under its message id"
+    }
+    fn on_event(&mut self, e: &TraceEvent) {
+        match e.name.as_str() {
+            "bus_published" | "bus_duplicate" | "bus_delivered" => {
+                let key = message_key(e);
+                self.msg_ids
+                    .entry(key)
+                    .or_insert_with(|| e.required("msg_id").to_owned());
+            }
+            "journal_append" | "journal_append_duplicate" => {
+                self.stored.extend(
+                    e.required("event_ids")
+                        .split(',')
+                        .filter(|id| !id.is_empty())
+                        .map(str::to_owned),
+                );
+            }
+            "bus_acked" => {
+                let key = message_key(e);
+                // A message whose publish and deliveries were never traced (lost with a crash
+                // before its sync) cannot be named; MQ1 judges what was published.
+                let Some(msg_id) = self.msg_ids.get(&key) else {
+                    return;
+                };
+                if !self.stored.contains(msg_id) {
+                    let group = e.required("group");
+                    self.first.record(e.t, || {
+                        format!(
+                            "{}: group {group} acked message {msg_id} ({} #{}), which the journal does not hold",
+                            key.0, key.1, key.2
+                        )
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    fn finish(&mut self, _end: Duration) -> Option<Violation> {
+        self.first.take()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::trace::test_event as event;
+
+    // Goal: MQ5 holds when every acked message's id is in the journal first (appended, or found
+    // already appended), and fails on an ack before it, naming the message (positive and
+    // negative space). Method: hand-written events.
+    #[test]
+    fn mq5_judges_acks_against_the_journal() {
+        let stored = |t, name, ids| event(t, "journal", name, &[("event_ids", ids)]);
+        let passing = vec![
+            published(0, "1"),
+            delivered(1, "orders", "1", "1"),
+            stored(2, "journal_append", "x,m"),
+            settled(3, "bus_acked", "orders", "1"),
+            settled(4, "bus_acked", "audit", "1"),
+        ];
+        assert_eq!(judge(&mut AckedMeansStored::default(), &passing, 10), None);
+        let duplicate = vec![
+            published(0, "1"),
+            stored(2, "journal_append_duplicate", "m"),
+            settled(3, "bus_acked", "orders", "1"),
+        ];
+        assert_eq!(
+            judge(&mut AckedMeansStored::default(), &duplicate, 10),
+            None
+        );
+        let lost = vec![
+            published(0, "1"),
+            delivered(1, "orders", "1", "1"),
+            settled(3, "bus_acked", "orders", "1"),
+            stored(4, "journal_append", "m"),
+        ];
+        let violation = judge(&mut AckedMeansStored::default(), &lost, 10).expect("caught");
+        assert_eq!(violation.t, Duration::from_millis(3));
+        assert!(
+            violation
+                .detail
+                .contains("group orders acked message m (motion.events #1), which the journal"),
+            "{}",
+            violation.detail
+        );
+    }
 
     fn judge(oracle: &mut dyn Oracle, events: &[TraceEvent], end_ms: u64) -> Option<Violation> {
         events.iter().for_each(|e| oracle.on_event(e));

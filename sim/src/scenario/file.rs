@@ -432,4 +432,7 @@ pub(crate) struct PlantedFile {
     /// The gateway's discovery cache serves instances past their TTL: `services::registry::DiscoveryConfig::planted_cache_ignores_instance_ttl` (SR3 must catch it).
     #[serde(default)]
     pub(crate) gateway_cache_ignores_ttl: bool,
+    /// The motion-events consumer acks what it failed to append: `services::orders::OrdersConfig::planted_acks_unapplied` (MQ5 must catch it).
+    #[serde(default)]
+    pub(crate) consumer_acks_unapplied: bool,
 }

@@ -115,6 +115,8 @@ pub struct Planted {
     pub registry_discovers_critical: bool,
     /// The gateway's discovery cache serves instances past their TTL (SR3).
     pub gateway_cache_ignores_ttl: bool,
+    /// The motion-events consumer acks what it failed to append to the journal (MQ5).
+    pub consumer_acks_unapplied: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -511,6 +513,7 @@ impl Checker<'_> {
                 gateway_omits_retry_after: file.planted.gateway_omits_retry_after,
                 registry_discovers_critical: file.planted.registry_discovers_critical,
                 gateway_cache_ignores_ttl: file.planted.gateway_cache_ignores_ttl,
+                consumer_acks_unapplied: file.planted.consumer_acks_unapplied,
             },
             services: None,
             order_workload: None,

@@ -87,8 +87,8 @@ struct Case {
     detail: &'static str,
 }
 
-fn scenario(text: &str) -> Scenario {
-    Scenario::from_source(&Source::new("planted-cell.toml", format!("{BASE}\n{text}")))
+fn scenario(base: &str, text: &str) -> Scenario {
+    Scenario::from_source(&Source::new("planted-cell.toml", format!("{base}\n{text}")))
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -97,8 +97,13 @@ fn event_is(event: &TraceEvent, host: &str, name: &str) -> bool {
 }
 
 fn check(case: &Case) {
+    check_on(BASE, case);
+}
+
+/// `check` on another base (a longer run, say).
+fn check_on(base: &str, case: &Case) {
     let clean = run(
-        &scenario(case.extra),
+        &scenario(base, case.extra),
         SEED,
         RunOptions {
             check_determinism: true,
@@ -123,10 +128,10 @@ fn check(case: &Case) {
         case.switch
     );
     let planted = run(
-        &scenario(&format!(
-            "{}\n[planted]\n{} = true\n",
-            case.extra, case.switch
-        )),
+        &scenario(
+            base,
+            &format!("{}\n[planted]\n{} = true\n", case.extra, case.switch),
+        ),
         SEED,
         RunOptions {
             check_determinism: false,
@@ -557,4 +562,46 @@ for_s = 3.0
         },
         detail: "called orders instance orders-1, critical since",
     });
+}
+
+// MQ5 (bus family, the consumer's side): both orders instances are cut off from the journal for
+// 70 s, longer than a consumer's append retries last (the forward retry's 60 s deadline), while
+// the motion events of the moves already under way are on the bus: a message fetched meanwhile
+// is not applied and stays unacked, to come back after its ack wait and be applied once the
+// journal is back. The planted consumer acks what it could not append (with only one instance
+// cut off, the other one's redelivery would have stored the event first, and MQ5 rightly
+// holds). A longer run than the base, for the retry deadline to pass.
+#[test]
+fn mq5_catches_a_consumer_that_acks_what_it_failed_to_append() {
+    check_on(
+        &BASE
+            .replace("duration_s = 10.0", "duration_s = 100.0")
+            .replace("count = 4\n", "count = 40\n")
+            .replace("settle_s = 4.0", "settle_s = 20.0"),
+        &Case {
+            oracle: "MQ5",
+            extra: r#"
+[[fault]]
+at_s = 2.0
+kind = "partition"
+between = ["orders-1", "journal"]
+for_s = 70.0
+
+[[fault]]
+at_s = 2.0
+kind = "partition"
+between = ["orders-2", "journal"]
+for_s = 70.0
+"#,
+            switch: "consumer_acks_unapplied",
+            stressed: Stressed {
+                what: "orders-1 failing to append a motion event",
+                seen: |e| {
+                    event_is(e, "orders-1", "bus_message_not_applied")
+                        && e.field("reason") == Some("journal_unavailable")
+                },
+            },
+            detail: "which the journal does not hold",
+        },
+    );
 }
