@@ -407,6 +407,7 @@ mod tests {
             delivered(1, "orders", "1", "1"),
             // Not acked in time: delivered again, then acked.
             delivered(200, "orders", "1", "2"),
+            event(201, "journal", "journal_append", &[("event_ids", "m")]),
             applied(201, "orders-1", "m"),
             settled(202, "bus_acked", "orders", "1"),
             delivered(3, "audit", "1", "1"),

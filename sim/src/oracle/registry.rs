@@ -366,13 +366,18 @@ mod tests {
         let passing = vec![
             started(0),
             registered(0, "a"),
-            call(299, "a"),
+            call(200, "a"),
             named(250, "heartbeat", "a"),
+            call(299, "a"),
+            // The registry restarts and forgets a; a cache filled before may still hold it,
+            // until its last pass + TTL (550 ms).
+            started(500),
             call(549, "a"),
-            // The registry restarts and forgets a; a cache filled before may still hold it.
-            started(560),
-            call(560, "a"),
         ];
+        let mut after_restart = passing.clone();
+        after_restart.push(call(550, "a"));
+        let violation = judge("SR3", &after_restart, 1000).expect("caught");
+        assert_eq!(violation.t, Duration::from_millis(550));
         assert_eq!(judge("SR3", &passing, 1000), None);
         let late = vec![started(0), registered(0, "a"), call(300, "a")];
         let violation = judge("SR3", &late, 1000).expect("caught");
