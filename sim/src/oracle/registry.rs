@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{FirstViolation, Oracle, Violation};
+use crate::fault::FaultKind;
 use crate::trace::{HARNESS_HOST, TraceEvent};
 
 /// Every oracle of this family, unconfigured: their parameters come from the events. `pub`
@@ -129,8 +130,10 @@ impl Oracle for RegistryOracle {
                 self.ticks.insert(host, Duration::from_micros(tick_us));
             }
             "fault_injected" if e.host == HARNESS_HOST => {
-                if matches!(e.field("kind"), Some("crash" | "restart"))
-                    && let Some(target) = e.field("target")
+                if matches!(
+                    e.field("kind").and_then(FaultKind::from_name),
+                    Some(FaultKind::Crash | FaultKind::Restart)
+                ) && let Some(target) = e.field("target")
                 {
                     self.forget_host(target);
                 }
