@@ -534,6 +534,64 @@ mod tests {
         assert_eq!(FaultKind::from_name("meteor"), None);
     }
 
+    /// README's fault table, from the rows.
+    fn readme_table() -> String {
+        let mut out = String::from(
+            "| kind | target | magnitude | accepted | chaos draws | shrinker | heals | effect |\n\
+             |---|---|---|---|---|---|---|---|\n",
+        );
+        for row in KINDS {
+            let keys: Vec<String> = row.target.keys().iter().map(|k| format!("`{k}`")).collect();
+            let target = format!("{}: {}", row.target.describe(), keys.join(", "));
+            let (magnitude, accepted, draw, shrink) = match row.magnitude {
+                None => (
+                    "—".to_owned(),
+                    "—".to_owned(),
+                    "—".to_owned(),
+                    "—".to_owned(),
+                ),
+                Some(m) => (
+                    if m.unit.is_empty() {
+                        format!("`{}`", m.key)
+                    } else {
+                        format!("`{}` ({})", m.key, m.unit)
+                    },
+                    format!("[{}, {}]", m.accepted_min, m.accepted_max),
+                    match m.draw {
+                        Draw::Uniform { low, high } => format!("[{low}, {high})"),
+                        Draw::SignedWhole { max } => format!("±1 to ±{max}"),
+                    },
+                    match m.shrink {
+                        Shrink::Halve { floor } => format!("halved, down to {floor}"),
+                        Shrink::Keep => "kept".to_owned(),
+                    },
+                ),
+            };
+            let heals = if row.instant {
+                "instant"
+            } else {
+                "with `for_s`"
+            };
+            out.push_str(&format!(
+                "| `{}` | {target} | {magnitude} | {accepted} | {draw} | {shrink} | {heals} | {} |\n",
+                row.name, row.effect
+            ));
+        }
+        out
+    }
+
+    // Goal: README's fault table is the table, row for row (it is generated from it: on a
+    // change, paste the table this test prints).
+    #[test]
+    fn readme_fault_table_is_the_kind_table() {
+        let readme = include_str!("../../../README.md");
+        let table = readme_table();
+        assert!(
+            readme.contains(&table),
+            "README.md's fault table differs from sim/src/fault/kind.rs; it should read:\n{table}"
+        );
+    }
+
     // Goal: halving goes toward zero and stops at the floor; whole numbers stay whole; a kept
     // magnitude is never halved. Method: halve every row's largest draw until it stops.
     #[test]
