@@ -455,7 +455,10 @@ mod tests {
         event(
             HARNESS_HOST,
             "fault_injected",
-            &[("kind", "crash"), ("target", host)],
+            &[
+                ("kind", crate::fault::FaultKind::Crash.name()),
+                ("target", host),
+            ],
         )
     }
 

@@ -306,7 +306,7 @@ mod tests {
                 host: HARNESS_HOST.to_owned(),
                 name: "fault_injected".to_owned(),
                 fields: vec![
-                    ("kind".to_owned(), "crash".to_owned()),
+                    ("kind".to_owned(), FaultKind::Crash.name().to_owned()),
                     ("target".to_owned(), "registry".to_owned()),
                 ],
             },
