@@ -182,13 +182,13 @@ impl Serialize for Fault {
         struct At(Duration);
         impl Serialize for At {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                crate::report::serialize_duration_s(&self.0, s)
+                crate::seconds::serialize_duration_s(&self.0, s)
             }
         }
         struct Until(Option<Duration>);
         impl Serialize for Until {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                crate::report::serialize_option_duration_s(&self.0, s)
+                crate::seconds::serialize_option_duration_s(&self.0, s)
             }
         }
         let mut map = s.serialize_map(None)?;
