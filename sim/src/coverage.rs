@@ -455,10 +455,7 @@ mod tests {
         event(
             HARNESS_HOST,
             "fault_injected",
-            &[
-                ("kind", crate::fault::FaultKind::Crash.name()),
-                ("target", host),
-            ],
+            &[("kind", fault::FaultKind::Crash.name()), ("target", host)],
         )
     }
 
