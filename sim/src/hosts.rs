@@ -302,6 +302,7 @@ pub(crate) fn register_gateway(sim: &mut turmoil::Sim<'_>, scenario: &Scenario, 
     config.planted_skips_authorisation = planted.gateway_skips_authorisation;
     config.planted_omits_retry_after = planted.gateway_omits_retry_after;
     config.rate_limit.planted_over_admits = planted.rate_limit_over_admits;
+    config.discovery.planted_cache_ignores_instance_ttl = planted.gateway_cache_ignores_ttl;
     for upstream in
         std::iter::once(&mut config.upstream).chain(config.upstream_overrides.values_mut())
     {

@@ -15,9 +15,10 @@
 //! - [`report`], [`plot`]: what a run produces for people and snapshots; [`seconds`] writes
 //!   durations as seconds at the serde boundary.
 //! - [`bench`]: `sim bench`, speed against a bare-turmoil baseline measured in the same run.
-//! - [`sweep`]: many seeds on a worker pool, results, summary, JUnit; [`merge`] combines
-//!   shards; [`coverage`] counts fault kind × target × axis phase; [`shrink`] cuts a failing
-//!   schedule down; [`determinism`] compares a seed across processes.
+//! - [`sweep`]: many seeds on a worker pool, results (kept on disk as seeds finish, resumable),
+//!   summary, JUnit; [`merge`] combines shards; [`coverage`] counts fault kind × target × axis
+//!   phase; [`shrink`] cuts a failing schedule down; [`determinism`] compares a seed across
+//!   processes.
 
 pub mod bench;
 pub mod coverage;
