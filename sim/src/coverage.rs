@@ -35,7 +35,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fault::FaultKind;
+use crate::fault::{self, Target};
 use crate::oracle::AxisSample;
 use crate::scenario::Scenario;
 use crate::trace::{HARNESS_HOST, TraceEvent};
@@ -175,13 +175,13 @@ impl ScenarioCoverage {
                 if *rate <= 0.0 {
                     continue;
                 }
-                for target in chaos_targets_of(kind, &targets) {
-                    pairs.push((kind.clone(), target));
+                for target in fault::candidates(kind.row().target, &targets) {
+                    pairs.push((kind.name().to_owned(), target.to_string()));
                 }
             }
         }
         for fault in &scenario.faults {
-            pairs.push((fault.kind.name().to_owned(), fault.kind.target()));
+            pairs.push((fault.kind.name().to_owned(), fault.target.to_string()));
         }
         let mut counts = BTreeMap::new();
         for (kind, target) in pairs {
@@ -321,38 +321,6 @@ impl Coverage {
     }
 }
 
-/// The targets chaos may draw for `kind` (mirrors `fault::draw_kind`).
-fn chaos_targets_of(kind: &str, targets: &crate::fault::ChaosTargets) -> Vec<String> {
-    let link = |a: &str, b: &str| FaultKind::Partition {
-        a: a.to_owned(),
-        b: b.to_owned(),
-    };
-    match kind {
-        "partition" | "hold" | "latency" | "loss" => targets
-            .links
-            .iter()
-            .map(|(a, b)| link(a, b).target())
-            .collect(),
-        "partition-oneway" => targets
-            .links
-            .iter()
-            .flat_map(|(a, b)| {
-                [(a, b), (b, a)].map(|(from, to)| {
-                    FaultKind::PartitionOneway {
-                        from: from.clone(),
-                        to: to.clone(),
-                    }
-                    .target()
-                })
-            })
-            .collect(),
-        "crash" | "restart" | "disk-io-error" | "disk-corruption" | "disk-lost-writes" => {
-            targets.hosts.clone()
-        }
-        _ => targets.axes.iter().map(|a| format!("axis:{a}")).collect(),
-    }
-}
-
 /// Which axes a fault target reaches, and whether it is judged by saga step instead.
 #[derive(Debug)]
 struct Reach {
@@ -386,23 +354,18 @@ impl Reach {
     }
 
     /// The axes a fault target reaches.
-    fn axes_of<'a>(&'a self, target: &'a str) -> Vec<&'a str> {
-        if let Some(axis) = target.strip_prefix("axis:") {
+    fn axes_of(&self, target: &str) -> Vec<String> {
+        let target = Target::parse(target);
+        if let Target::Axis(axis) = target {
             return vec![axis];
         }
-        let hosts: Vec<&str> = if let Some((a, b)) = target.split_once("<->") {
-            vec![a, b]
-        } else if let Some((a, b)) = target.split_once("->") {
-            vec![a, b]
-        } else {
-            vec![target]
-        };
+        let hosts = target.hosts();
         self.hosts_of
             .iter()
             .filter(|(_, motion, client)| {
                 hosts.contains(&motion.as_str()) || hosts.contains(&client.as_str())
             })
-            .map(|(axis, _, _)| axis.as_str())
+            .map(|(axis, _, _)| axis.clone())
             .collect()
     }
 }
@@ -482,7 +445,7 @@ impl Observer for CoverageObserver {
             self.reach
                 .axes_of(target)
                 .iter()
-                .map(|axis| self.phases.get(*axis).copied().unwrap_or(AxisPhase::Idle))
+                .map(|axis| self.phases.get(axis).copied().unwrap_or(AxisPhase::Idle))
                 .max()
                 .unwrap_or(AxisPhase::Idle)
                 .name()
@@ -541,7 +504,7 @@ mod tests {
         event(
             HARNESS_HOST,
             "fault_injected",
-            &[("kind", "crash"), ("target", host)],
+            &[("kind", fault::FaultKind::Crash.name()), ("target", host)],
         )
     }
 

@@ -4,7 +4,7 @@
 //! - [`scenario`]: scenario files, their checks, the resolved [`scenario::Scenario`].
 //! - [`seed`]: one seed in, one random stream per component out.
 //! - [`swarm`]: swarm testing, the chaos kinds and rates each seed draws.
-//! - [`fault`]: fault kinds, the schedule, chaos drawing.
+//! - [`fault`]: the fault kind table (one row per kind), the schedule, chaos drawing.
 //! - [`world`]: one run's state (turmoil, drives, disks, schedule) and its tick loop.
 //! - [`hosts`]: what runs on each turmoil host (the services, wired to sim's transport/storage).
 //! - [`drive`], [`fieldbus`]: the simulated drives and the medium between them and motion.

@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use crate::fault::Fault;
+use crate::fault::{Fault, Target};
 use crate::run::AxisSeries;
 
 const WIDTH: f64 = 1000.0;
@@ -46,9 +46,9 @@ pub fn axis_svg(
     let bottom = MARGIN_TOP + PANEL_HEIGHT + PANEL_GAP;
     let relevant: Vec<&Fault> = faults
         .iter()
-        .filter(|f| {
-            !f.kind.target().starts_with("axis:")
-                || f.kind.target() == format!("axis:{}", series.name)
+        .filter(|f| match &f.target {
+            Target::Axis(axis) => *axis == series.name,
+            _ => true,
         })
         .collect();
     for (y, panel) in [(top, "position (deg)"), (bottom, "current (A)")] {

@@ -8,9 +8,9 @@
 //!    complements, then finer splits), after first trying no fault at all;
 //! 2. halves each remaining fault's duration while it still fails (down to
 //!    [`DURATION_S_MIN`]);
-//! 3. halves each remaining magnitude toward harmless (latency, loss and corruption
-//!    probabilities, encoder offset, load torque, torque-loss fraction). Over-heating's ambient
-//!    and under-voltage's volts have no zero to shrink toward and are left as drawn.
+//! 3. halves each remaining magnitude toward harmless, by its kind's row of
+//!    [`crate::fault::KINDS`] (its [`crate::fault::Shrink`]: halved down to a floor, or kept when
+//!    it has no harmless zero, as over-heating's ambient and under-voltage's volts).
 //!
 //! Every candidate is judged by writing it as a scenario file — the original text with
 //! `[chaos]` and every `[[fault]]` removed, the candidate schedule appended as explicit
@@ -27,7 +27,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::fault::{Fault, FaultKind};
+use crate::fault::Fault;
 use crate::oracle::DETERMINISM_ID;
 use crate::oracle::Violation;
 use crate::report::{Expectation, Report};
@@ -175,11 +175,11 @@ pub fn shrink(
     // Smaller magnitudes.
     for i in 0..faults.len() {
         for _ in 0..HALVINGS_MAX {
-            let Some(kind) = halved(&faults[i].kind) else {
+            let Some(halved) = faults[i].halved() else {
                 break;
             };
             let mut candidate = faults.clone();
-            candidate[i].kind = kind;
+            candidate[i] = halved;
             if !search.fails(&candidate)? {
                 break;
             }
@@ -334,57 +334,6 @@ fn split(items: &[Fault], n: usize) -> Vec<Vec<Fault>> {
     chunks
 }
 
-/// The fault with its magnitude halved toward harmless, or `None` when it has none left to
-/// halve.
-fn halved(kind: &FaultKind) -> Option<FaultKind> {
-    let half = |x: f64, floor: f64| (x.abs() / 2.0 >= floor).then_some(x / 2.0);
-    Some(match kind.clone() {
-        FaultKind::Latency { a, b, latency_ms } => FaultKind::Latency {
-            a,
-            b,
-            latency_ms: half(latency_ms, 0.5)?,
-        },
-        FaultKind::Loss { a, b, probability } => FaultKind::Loss {
-            a,
-            b,
-            probability: half(probability, 0.005)?,
-        },
-        FaultKind::FieldbusLatency { axis, latency_us } => FaultKind::FieldbusLatency {
-            axis,
-            latency_us: half(latency_us, 1.0)?,
-        },
-        FaultKind::FieldbusLoss { axis, probability } => FaultKind::FieldbusLoss {
-            axis,
-            probability: half(probability, 0.005)?,
-        },
-        FaultKind::FieldbusCorruption { axis, probability } => FaultKind::FieldbusCorruption {
-            axis,
-            probability: half(probability, 0.005)?,
-        },
-        FaultKind::EncoderGlitch {
-            axis,
-            offset_counts,
-        } => {
-            if offset_counts.abs() < 2 {
-                return None;
-            }
-            FaultKind::EncoderGlitch {
-                axis,
-                offset_counts: offset_counts / 2,
-            }
-        }
-        FaultKind::LoadStep { axis, torque_nm } => FaultKind::LoadStep {
-            axis,
-            torque_nm: half(torque_nm, 0.001)?,
-        },
-        FaultKind::TorqueLoss { axis, fraction } => FaultKind::TorqueLoss {
-            axis,
-            fraction: half(fraction, 0.01)?,
-        },
-        _ => return None,
-    })
-}
-
 /// Seconds as the file states them: nine decimals, the nanosecond a `Duration` holds.
 fn seconds(d: Duration) -> String {
     let text = format!("{:.9}", d.as_secs_f64());
@@ -396,7 +345,8 @@ fn seconds(d: Duration) -> String {
     }
 }
 
-/// One `[[fault]]` entry (README, "Scenario format").
+/// One `[[fault]]` entry (README, "Scenario format"): timing, kind, the target's keys and the
+/// magnitude under its row's key.
 fn fault_toml(fault: &Fault) -> String {
     let mut lines = vec![
         "[[fault]]".to_owned(),
@@ -406,62 +356,9 @@ fn fault_toml(fault: &Fault) -> String {
         lines.push(format!("for_s = {}", seconds(until - fault.at)));
     }
     lines.push(format!("kind = \"{}\"", fault.kind.name()));
-    let between = |a: &str, b: &str| format!("between = [\"{a}\", \"{b}\"]");
-    let number = |key: &str, x: f64| format!("{key} = {x:?}");
-    match &fault.kind {
-        FaultKind::Partition { a, b } | FaultKind::Hold { a, b } => lines.push(between(a, b)),
-        FaultKind::PartitionOneway { from, to } => {
-            lines.push(format!("from = \"{from}\""));
-            lines.push(format!("to = \"{to}\""));
-        }
-        FaultKind::Latency { a, b, latency_ms } => {
-            lines.push(between(a, b));
-            lines.push(number("latency_ms", *latency_ms));
-        }
-        FaultKind::Loss { a, b, probability } => {
-            lines.push(between(a, b));
-            lines.push(number("probability", *probability));
-        }
-        FaultKind::Crash { host }
-        | FaultKind::Restart { host }
-        | FaultKind::DiskIoError { host }
-        | FaultKind::DiskCorruption { host }
-        | FaultKind::DiskLostWrites { host } => lines.push(format!("host = \"{host}\"")),
-        FaultKind::FieldbusPartition { axis } | FaultKind::EncoderDropout { axis } => {
-            lines.push(format!("axis = \"{axis}\""))
-        }
-        FaultKind::FieldbusLatency { axis, latency_us } => {
-            lines.push(format!("axis = \"{axis}\""));
-            lines.push(number("latency_us", *latency_us));
-        }
-        FaultKind::FieldbusLoss { axis, probability }
-        | FaultKind::FieldbusCorruption { axis, probability } => {
-            lines.push(format!("axis = \"{axis}\""));
-            lines.push(number("probability", *probability));
-        }
-        FaultKind::EncoderGlitch {
-            axis,
-            offset_counts,
-        } => {
-            lines.push(format!("axis = \"{axis}\""));
-            lines.push(format!("offset_counts = {offset_counts}"));
-        }
-        FaultKind::LoadStep { axis, torque_nm } => {
-            lines.push(format!("axis = \"{axis}\""));
-            lines.push(number("torque_nm", *torque_nm));
-        }
-        FaultKind::TorqueLoss { axis, fraction } => {
-            lines.push(format!("axis = \"{axis}\""));
-            lines.push(number("fraction", *fraction));
-        }
-        FaultKind::Overheating { axis, ambient_c } => {
-            lines.push(format!("axis = \"{axis}\""));
-            lines.push(number("ambient_c", *ambient_c));
-        }
-        FaultKind::BusUnderVoltage { axis, volts } => {
-            lines.push(format!("axis = \"{axis}\""));
-            lines.push(number("volts", *volts));
-        }
+    lines.extend(fault.target.toml_lines());
+    if let (Some(m), Some(value)) = (fault.kind.row().magnitude, fault.magnitude) {
+        lines.push(format!("{} = {}", m.key, m.toml_text(value)));
     }
     lines.join("\n") + "\n"
 }
@@ -577,7 +474,10 @@ fn explicit_base(
 
 #[cfg(test)]
 mod tests {
+    use rand_core::SeedableRng;
+
     use super::*;
+    use crate::fault::{Chaos, FaultKind, KINDS, Shrink, Target, draw_chaos};
 
     const TEXT: &str = r#"# Goal: a test.
 # Second line.
@@ -634,34 +534,39 @@ moves_completed_min = 0
         for kept in ["[axis.x.plant]", "[expect]", "moves_completed_min = 0"] {
             assert!(base.contains(kept), "{kept} missing from:\n{base}");
         }
+        let fault = |kind, target, magnitude, at_ns: u64, until_ns: Option<u64>| Fault {
+            kind,
+            target,
+            magnitude,
+            at: Duration::from_nanos(at_ns),
+            until: until_ns.map(Duration::from_nanos),
+            drawn: true,
+        };
         let faults = vec![
-            Fault {
-                kind: FaultKind::Latency {
+            fault(
+                FaultKind::Latency,
+                Target::Link {
                     a: "client-1".into(),
                     b: "motion-1".into(),
-                    latency_ms: 123.456789,
                 },
-                at: Duration::from_nanos(1_234_567_891),
-                until: Some(Duration::from_nanos(2_000_000_000)),
-                drawn: true,
-            },
-            Fault {
-                kind: FaultKind::EncoderGlitch {
-                    axis: "x".into(),
-                    offset_counts: -7,
-                },
-                at: Duration::from_millis(2500),
-                until: Some(Duration::from_millis(2600)),
-                drawn: true,
-            },
-            Fault {
-                kind: FaultKind::Restart {
-                    host: "motion-1".into(),
-                },
-                at: Duration::from_millis(3000),
-                until: None,
-                drawn: false,
-            },
+                Some(123.456789),
+                1_234_567_891,
+                Some(2_000_000_000),
+            ),
+            fault(
+                FaultKind::EncoderGlitch,
+                Target::Axis("x".into()),
+                Some(-7.0),
+                2_500_000_000,
+                Some(2_600_000_000),
+            ),
+            fault(
+                FaultKind::Restart,
+                Target::Host("motion-1".into()),
+                None,
+                3_000_000_000,
+                None,
+            ),
         ];
         let mut text = base.clone();
         for f in &faults {
@@ -672,12 +577,79 @@ moves_completed_min = 0
         assert_eq!(parsed.faults.len(), 3);
         for (got, want) in parsed.faults.iter().zip(&faults) {
             assert_eq!(got.kind, want.kind);
+            assert_eq!(got.target, want.target);
+            assert_eq!(got.magnitude, want.magnitude);
             assert_eq!(got.at, want.at);
             let (a, b) = (
                 got.until.unwrap_or_default(),
                 want.until.unwrap_or_default(),
             );
             assert!(a.abs_diff(b) <= Duration::from_nanos(1), "{a:?} vs {b:?}");
+        }
+    }
+
+    // Goal: every row of the kind table round-trips through the scenario file the shrinker
+    // writes, and its magnitude through halving. Method: for each kind, let chaos draw faults of
+    // it alone (so the draw is the table's); each must lie in the row's draw range; written as
+    // `[[fault]]` and parsed back it is the same fault, and written again the same text; halved
+    // until it stops, every step parses back too, and the last one sits at the row's floor.
+    #[test]
+    fn every_kind_round_trips_through_the_file_and_halving() {
+        let base = explicit_base(TEXT, "t.toml", 1, "SG4", 0).expect("rewrites");
+        let scenario = Scenario::from_source(&Source::new("t.toml", base.clone())).expect("base");
+        let parse_back = |fault: &Fault| -> (Fault, String) {
+            let written = fault_toml(fault);
+            let text = format!("{base}\n{written}");
+            let parsed = Scenario::from_source(&Source::new("t.toml", text))
+                .unwrap_or_else(|e| panic!("{fault}: {e}\n{written}"));
+            assert_eq!(parsed.faults.len(), 1);
+            (parsed.faults[0].clone(), written)
+        };
+        for row in KINDS {
+            let chaos = Chaos {
+                from: Duration::from_millis(100),
+                until: Duration::from_millis(3900),
+                rates_per_min: vec![(row.kind, 120.0)],
+                fault_s_mean: 0.5,
+                fault_s_max: 1.0,
+                swarm: false,
+            };
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+            let drawn = draw_chaos(&chaos, &scenario.chaos_targets(), &mut rng);
+            assert!(drawn.len() >= 2, "{}: drew {}", row.name, drawn.len());
+            for fault in &drawn {
+                if let (Some(m), Some(value)) = (row.magnitude, fault.magnitude) {
+                    let (low, high) = m.draw.bounds();
+                    assert!(low <= value && value <= high, "{fault}: {value}");
+                }
+                let mut current = fault.clone();
+                let mut halvings = 0;
+                loop {
+                    let (parsed, written) = parse_back(&current);
+                    assert_eq!(parsed.kind, current.kind, "{written}");
+                    assert_eq!(parsed.target, current.target, "{written}");
+                    assert_eq!(parsed.magnitude, current.magnitude, "{written}");
+                    assert_eq!(parsed.at, current.at, "{written}");
+                    assert_eq!(parsed.until.is_some(), current.until.is_some(), "{written}");
+                    assert_eq!(fault_toml(&parsed), written, "not a fixpoint");
+                    let Some(next) = current.halved() else { break };
+                    halvings += 1;
+                    assert!(halvings <= 64, "{}: halving never stops", row.name);
+                    current = next;
+                }
+                match row.magnitude.map(|m| (m.shrink, current.magnitude)) {
+                    Some((Shrink::Halve { floor }, Some(last))) => {
+                        let stop = last.abs();
+                        assert!(
+                            stop >= floor && stop < 2.0 * floor,
+                            "{}: stopped at {last}",
+                            row.name
+                        );
+                    }
+                    Some((Shrink::Keep, _)) | None => assert_eq!(halvings, 0, "{}", row.name),
+                    Some((_, None)) => panic!("{fault} lost its magnitude"),
+                }
+            }
         }
     }
 
@@ -696,9 +668,9 @@ moves_completed_min = 0
     #[test]
     fn split_covers_in_order() {
         let f = |k: u64| Fault {
-            kind: FaultKind::Restart {
-                host: "motion-1".into(),
-            },
+            kind: FaultKind::Restart,
+            target: Target::Host("motion-1".into()),
+            magnitude: None,
             at: Duration::from_secs(k),
             until: None,
             drawn: true,

@@ -6,7 +6,7 @@
 //! kind on or off and pick its rate, so a sweep over many seeds explores many *mixes*.
 //!
 //! With `[chaos] swarm = true`, the `per_min` rates are maxima: for each listed kind in
-//! [`crate::fault::KIND_NAMES`] order, the seed's [`Stream::Swarm`] decides `on` with
+//! [`crate::fault::KINDS`] order, the seed's [`Stream::Swarm`] decides `on` with
 //! probability [`KIND_ON_PROBABILITY`] and a rate uniform between [`RATE_FRACTION_MIN`] and 1
 //! times the maximum. The schedule is then drawn from that
 //! configuration exactly as without swarm ([`crate::fault::draw_chaos`]), and the report records
@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::fault::Chaos;
+use crate::fault::{Chaos, FaultKind};
 use crate::seed::{Seed, Stream};
 
 /// Chance that a listed kind is on for a seed.
@@ -35,7 +35,8 @@ pub struct SwarmConfig {
 /// One kind of a [`SwarmConfig`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SwarmKind {
-    pub kind: String,
+    /// Serialized as its name.
+    pub kind: FaultKind,
     pub on: bool,
     /// Mean faults per simulated minute this seed uses (0 when off).
     pub rate_per_min: f64,
@@ -56,7 +57,7 @@ impl SwarmConfig {
                 let on = *max > 0.0 && on_u < KIND_ON_PROBABILITY;
                 let fraction = RATE_FRACTION_MIN + (1.0 - RATE_FRACTION_MIN) * rate_u;
                 SwarmKind {
-                    kind: kind.clone(),
+                    kind: *kind,
                     on,
                     rate_per_min: if on { max * fraction } else { 0.0 },
                     rate_per_min_max: *max,
@@ -72,18 +73,18 @@ impl SwarmConfig {
         drawn.rates_per_min = self
             .kinds
             .iter()
-            .map(|k| (k.kind.clone(), k.rate_per_min))
+            .map(|k| (k.kind, k.rate_per_min))
             .collect();
         drawn.swarm = false;
         drawn
     }
 
     /// The kinds that are on, in `per_min` order.
-    pub fn kinds_on(&self) -> Vec<&str> {
+    pub fn kinds_on(&self) -> Vec<&'static str> {
         self.kinds
             .iter()
             .filter(|k| k.on)
-            .map(|k| k.kind.as_str())
+            .map(|k| k.kind.name())
             .collect()
     }
 }
@@ -120,10 +121,10 @@ mod tests {
             from: Duration::from_secs(1),
             until: Duration::from_secs(10),
             rates_per_min: vec![
-                ("partition".into(), 6.0),
-                ("crash".into(), 2.0),
-                ("restart".into(), 0.0),
-                ("fieldbus-loss".into(), 12.0),
+                (FaultKind::Partition, 6.0),
+                (FaultKind::Crash, 2.0),
+                (FaultKind::Restart, 0.0),
+                (FaultKind::FieldbusLoss, 12.0),
             ],
             fault_s_mean: 1.0,
             fault_s_max: 3.0,

@@ -30,7 +30,7 @@ use plant_model::{Plant, PlantFault};
 use services::fieldbus::DriveCommandFrame;
 
 use crate::drive::{DriveConfig, DriveEvent, DriveSample, SimDrive};
-use crate::fault::{Fault, FaultKind};
+use crate::fault::{Fault, FaultKind, Target};
 use crate::fieldbus::{Fieldbus, SimDriveLink};
 use crate::hosts;
 use crate::net::{Disk, SharedDisk};
@@ -319,22 +319,7 @@ impl<'a> World<'a> {
     }
 
     fn record_fault(&self, name: &str, index: usize) {
-        let fault = &self.schedule[index];
-        let mut fields = vec![
-            ("kind".to_owned(), fault.kind.name().to_owned()),
-            ("target".to_owned(), fault.kind.target()),
-            ("drawn".to_owned(), fault.drawn.to_string()),
-        ];
-        if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(&fault.kind) {
-            for (key, value) in map {
-                if !matches!(
-                    key.as_str(),
-                    "kind" | "a" | "b" | "from" | "to" | "host" | "axis"
-                ) {
-                    fields.push((key, value.to_string()));
-                }
-            }
-        }
+        let fields = self.schedule[index].trace_fields();
         let t = self.sim.elapsed();
         self.trace.lock().expect("trace lock").record(TraceEvent {
             t,
@@ -357,139 +342,168 @@ impl<'a> World<'a> {
             .expect("fault hosts are checked at load")
     }
 
+    /// What each kind does when it starts: the one place besides its row (`fault/kind.rs`)
+    /// that a kind is named.
     fn start_fault(&mut self, index: usize) {
         self.record_fault("fault_injected", index);
         let id = index as u64;
-        match self.schedule[index].kind.clone() {
-            FaultKind::Partition { a, b } => self.sim.partition(a.as_str(), b.as_str()),
-            FaultKind::PartitionOneway { from, to } => {
-                self.sim.partition_oneway(from.as_str(), to.as_str())
+        let fault = self.schedule[index].clone();
+        let target = &fault.target;
+        match fault.kind {
+            FaultKind::Partition => {
+                let (a, b) = target.link();
+                self.sim.partition(a, b)
             }
-            FaultKind::Hold { a, b } => self.sim.hold(a.as_str(), b.as_str()),
-            FaultKind::Latency { a, b, latency_ms } => {
-                let latency = Duration::from_secs_f64(latency_ms / 1e3);
-                self.sim.set_link_latency(a.as_str(), b.as_str(), latency);
+            FaultKind::PartitionOneway => {
+                let (from, to) = target.link();
+                self.sim.partition_oneway(from, to)
             }
-            FaultKind::Loss { a, b, probability } => {
-                self.sim
-                    .set_link_fail_rate(a.as_str(), b.as_str(), probability)
+            FaultKind::Hold => {
+                let (a, b) = target.link();
+                self.sim.hold(a, b)
             }
-            FaultKind::Crash { host } => {
-                self.sim.crash(host.as_str());
-                self.disk(&host).borrow_mut().on_crash();
+            FaultKind::Latency => {
+                let (a, b) = target.link();
+                let latency = Duration::from_secs_f64(fault.magnitude() / 1e3);
+                self.sim.set_link_latency(a, b, latency);
             }
-            FaultKind::Restart { host } => self.sim.bounce(host.as_str()),
-            FaultKind::DiskIoError { host } => self.disk(&host).borrow_mut().faults.io_error = true,
-            FaultKind::DiskCorruption { host } => {
-                self.disk(&host).borrow_mut().faults.corruption = true
+            FaultKind::Loss => {
+                let (a, b) = target.link();
+                self.sim.set_link_fail_rate(a, b, fault.magnitude())
             }
-            FaultKind::DiskLostWrites { host } => {
-                self.disk(&host).borrow_mut().lose_unsynced_writes()
+            FaultKind::Crash => {
+                self.sim.crash(target.host());
+                self.disk(target.host()).borrow_mut().on_crash();
             }
-            FaultKind::FieldbusPartition { axis } => {
-                self.axis_mut(&axis).bus.borrow_mut().faults.cut = true
+            FaultKind::Restart => self.sim.bounce(target.host()),
+            FaultKind::DiskIoError => self.disk(target.host()).borrow_mut().faults.io_error = true,
+            FaultKind::DiskCorruption => {
+                self.disk(target.host()).borrow_mut().faults.corruption = true
             }
-            FaultKind::FieldbusLatency { axis, latency_us } => {
-                self.axis_mut(&axis).bus.borrow_mut().faults.latency_extra =
-                    Duration::from_secs_f64(latency_us / 1e6);
+            FaultKind::DiskLostWrites => {
+                self.disk(target.host()).borrow_mut().lose_unsynced_writes()
             }
-            FaultKind::FieldbusLoss { axis, probability } => {
-                self.axis_mut(&axis).bus.borrow_mut().faults.loss = probability;
+            FaultKind::FieldbusPartition => {
+                self.axis_mut(target.axis()).bus.borrow_mut().faults.cut = true
             }
-            FaultKind::FieldbusCorruption { axis, probability } => {
-                self.axis_mut(&axis).bus.borrow_mut().faults.corruption = probability;
-            }
-            FaultKind::EncoderGlitch {
-                axis,
-                offset_counts,
-            } => {
-                self.axis_mut(&axis)
-                    .drive
+            FaultKind::FieldbusLatency => {
+                self.axis_mut(target.axis())
+                    .bus
                     .borrow_mut()
-                    .start_fault(id, PlantFault::EncoderGlitch { offset_counts });
+                    .faults
+                    .latency_extra = Duration::from_secs_f64(fault.magnitude() / 1e6);
             }
-            FaultKind::EncoderDropout { axis } => self
-                .axis_mut(&axis)
-                .drive
-                .borrow_mut()
-                .start_fault(id, PlantFault::EncoderDropout),
-            FaultKind::LoadStep { axis, torque_nm } => {
-                self.axis_mut(&axis)
-                    .drive
-                    .borrow_mut()
-                    .start_fault(id, PlantFault::LoadStep { torque_nm });
+            FaultKind::FieldbusLoss => {
+                self.axis_mut(target.axis()).bus.borrow_mut().faults.loss = fault.magnitude();
             }
-            FaultKind::TorqueLoss { axis, fraction } => {
-                self.axis_mut(&axis)
-                    .drive
+            FaultKind::FieldbusCorruption => {
+                self.axis_mut(target.axis())
+                    .bus
                     .borrow_mut()
-                    .start_fault(id, PlantFault::TorqueLoss { fraction });
+                    .faults
+                    .corruption = fault.magnitude();
             }
-            FaultKind::Overheating { axis, ambient_c } => {
-                self.axis_mut(&axis)
-                    .drive
-                    .borrow_mut()
-                    .start_fault(id, PlantFault::OverHeating { ambient_c });
+            FaultKind::EncoderGlitch => {
+                let offset_counts = fault.magnitude() as i32;
+                self.start_plant_fault(target, id, PlantFault::EncoderGlitch { offset_counts })
             }
-            FaultKind::BusUnderVoltage { axis, volts } => {
-                self.axis_mut(&axis)
-                    .drive
-                    .borrow_mut()
-                    .start_fault(id, PlantFault::BusUnderVoltage { volts });
+            FaultKind::EncoderDropout => {
+                self.start_plant_fault(target, id, PlantFault::EncoderDropout)
+            }
+            FaultKind::LoadStep => {
+                let torque_nm = fault.magnitude();
+                self.start_plant_fault(target, id, PlantFault::LoadStep { torque_nm })
+            }
+            FaultKind::TorqueLoss => {
+                let fraction = fault.magnitude();
+                self.start_plant_fault(target, id, PlantFault::TorqueLoss { fraction })
+            }
+            FaultKind::Overheating => {
+                let ambient_c = fault.magnitude();
+                self.start_plant_fault(target, id, PlantFault::OverHeating { ambient_c })
+            }
+            FaultKind::BusUnderVoltage => {
+                let volts = fault.magnitude();
+                self.start_plant_fault(target, id, PlantFault::BusUnderVoltage { volts })
             }
         }
     }
 
+    fn start_plant_fault(&mut self, target: &Target, id: u64, fault: PlantFault) {
+        self.axis_mut(target.axis())
+            .drive
+            .borrow_mut()
+            .start_fault(id, fault);
+    }
+
+    /// What each kind does when it heals (an instant kind never does).
     fn heal_fault(&mut self, index: usize) {
         self.record_fault("fault_healed", index);
         let id = index as u64;
         let base = self.scenario.network.clone();
-        match self.schedule[index].kind.clone() {
-            FaultKind::Partition { a, b } => self.sim.repair(a.as_str(), b.as_str()),
-            FaultKind::PartitionOneway { from, to } => {
-                self.sim.repair_oneway(from.as_str(), to.as_str())
+        let fault = self.schedule[index].clone();
+        let target = &fault.target;
+        match fault.kind {
+            FaultKind::Partition => {
+                let (a, b) = target.link();
+                self.sim.repair(a, b)
             }
-            FaultKind::Hold { a, b } => self.sim.release(a.as_str(), b.as_str()),
-            FaultKind::Latency { a, b, .. } => {
-                let (min, max) = base.latency(&a, &b);
-                self.sim.set_link_latency(a.as_str(), b.as_str(), min);
-                self.sim
-                    .set_link_max_message_latency(a.as_str(), b.as_str(), max);
+            FaultKind::PartitionOneway => {
+                let (from, to) = target.link();
+                self.sim.repair_oneway(from, to)
             }
-            FaultKind::Loss { a, b, .. } => {
-                self.sim
-                    .set_link_fail_rate(a.as_str(), b.as_str(), base.loss(&a, &b));
+            FaultKind::Hold => {
+                let (a, b) = target.link();
+                self.sim.release(a, b)
             }
-            FaultKind::Crash { host } => self.sim.bounce(host.as_str()),
-            FaultKind::Restart { .. } | FaultKind::DiskLostWrites { .. } => {
+            FaultKind::Latency => {
+                let (a, b) = target.link();
+                let (min, max) = base.latency(a, b);
+                self.sim.set_link_latency(a, b, min);
+                self.sim.set_link_max_message_latency(a, b, max);
+            }
+            FaultKind::Loss => {
+                let (a, b) = target.link();
+                self.sim.set_link_fail_rate(a, b, base.loss(a, b));
+            }
+            FaultKind::Crash => self.sim.bounce(target.host()),
+            FaultKind::Restart | FaultKind::DiskLostWrites => {
                 unreachable!("instant faults have no heal time")
             }
-            FaultKind::DiskIoError { host } => {
-                self.disk(&host).borrow_mut().faults.io_error = false
+            FaultKind::DiskIoError => self.disk(target.host()).borrow_mut().faults.io_error = false,
+            FaultKind::DiskCorruption => {
+                self.disk(target.host()).borrow_mut().faults.corruption = false
             }
-            FaultKind::DiskCorruption { host } => {
-                self.disk(&host).borrow_mut().faults.corruption = false
+            FaultKind::FieldbusPartition => {
+                self.axis_mut(target.axis()).bus.borrow_mut().faults.cut = false
             }
-            FaultKind::FieldbusPartition { axis } => {
-                self.axis_mut(&axis).bus.borrow_mut().faults.cut = false
+            FaultKind::FieldbusLatency => {
+                self.axis_mut(target.axis())
+                    .bus
+                    .borrow_mut()
+                    .faults
+                    .latency_extra = Duration::ZERO;
             }
-            FaultKind::FieldbusLatency { axis, .. } => {
-                self.axis_mut(&axis).bus.borrow_mut().faults.latency_extra = Duration::ZERO;
+            FaultKind::FieldbusLoss => {
+                self.axis_mut(target.axis()).bus.borrow_mut().faults.loss = 0.0
             }
-            FaultKind::FieldbusLoss { axis, .. } => {
-                self.axis_mut(&axis).bus.borrow_mut().faults.loss = 0.0
+            FaultKind::FieldbusCorruption => {
+                self.axis_mut(target.axis())
+                    .bus
+                    .borrow_mut()
+                    .faults
+                    .corruption = 0.0;
             }
-            FaultKind::FieldbusCorruption { axis, .. } => {
-                self.axis_mut(&axis).bus.borrow_mut().faults.corruption = 0.0;
-            }
-            FaultKind::EncoderGlitch { axis, .. }
-            | FaultKind::EncoderDropout { axis }
-            | FaultKind::LoadStep { axis, .. }
-            | FaultKind::TorqueLoss { axis, .. }
-            | FaultKind::Overheating { axis, .. }
-            | FaultKind::BusUnderVoltage { axis, .. } => {
-                self.axis_mut(&axis).drive.borrow_mut().end_fault(id)
-            }
+            FaultKind::EncoderGlitch
+            | FaultKind::EncoderDropout
+            | FaultKind::LoadStep
+            | FaultKind::TorqueLoss
+            | FaultKind::Overheating
+            | FaultKind::BusUnderVoltage => self
+                .axis_mut(target.axis())
+                .drive
+                .borrow_mut()
+                .end_fault(id),
         }
     }
 }

@@ -34,6 +34,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{FirstViolation, Oracle, Violation};
+use crate::fault::FaultKind;
 use crate::trace::{HARNESS_HOST, TraceEvent};
 
 /// Every oracle of this family, unconfigured: their parameters come from the events. `pub`
@@ -199,8 +200,10 @@ impl Oracle for RegistryOracle {
                 self.ticks.insert(host, Duration::from_micros(tick_us));
             }
             "fault_injected" if e.host == HARNESS_HOST => {
-                if matches!(e.field("kind"), Some("crash" | "restart"))
-                    && let Some(target) = e.field("target")
+                if matches!(
+                    e.field("kind").and_then(FaultKind::from_name),
+                    Some(FaultKind::Crash | FaultKind::Restart)
+                ) && let Some(target) = e.field("target")
                 {
                     self.forget_host(target);
                 }
@@ -423,7 +426,7 @@ mod tests {
                 host: HARNESS_HOST.to_owned(),
                 name: "fault_injected".to_owned(),
                 fields: vec![
-                    ("kind".to_owned(), "crash".to_owned()),
+                    ("kind".to_owned(), FaultKind::Crash.name().to_owned()),
                     ("target".to_owned(), "registry".to_owned()),
                 ],
             },

@@ -297,41 +297,140 @@ impl Default for RetryFile {
     }
 }
 
-/// One `[[fault]]` entry. Which of the optional fields a kind needs is checked after parsing,
-/// so that the message can say exactly which field is missing for which kind.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One `[[fault]]` entry. Which keys a kind needs is its row of [`crate::fault::KINDS`]: the
+/// keys of its target class and the key of its magnitude. They are checked after parsing, so
+/// that the message can say exactly which field is missing for which kind; here an entry may
+/// hold the target keys and any kind's magnitude key, and nothing else.
+#[derive(Debug, Clone)]
 pub(crate) struct FaultFile {
     pub(crate) at_s: f64,
     pub(crate) kind: String,
-    #[serde(default)]
     pub(crate) for_s: Option<f64>,
-    #[serde(default)]
     pub(crate) between: Option<Vec<String>>,
-    #[serde(default)]
     pub(crate) from: Option<String>,
-    #[serde(default)]
     pub(crate) to: Option<String>,
-    #[serde(default)]
     pub(crate) host: Option<String>,
-    #[serde(default)]
     pub(crate) axis: Option<String>,
-    #[serde(default)]
-    pub(crate) latency_ms: Option<f64>,
-    #[serde(default)]
-    pub(crate) latency_us: Option<f64>,
-    #[serde(default)]
-    pub(crate) probability: Option<f64>,
-    #[serde(default)]
-    pub(crate) torque_nm: Option<f64>,
-    #[serde(default)]
-    pub(crate) offset_counts: Option<i32>,
-    #[serde(default)]
-    pub(crate) fraction: Option<f64>,
-    #[serde(default)]
-    pub(crate) ambient_c: Option<f64>,
-    #[serde(default)]
-    pub(crate) volts: Option<f64>,
+    /// Magnitude keys as given (`latency_ms = 20.0`), in file order; spanned, so that a bad
+    /// value is reported where it stands.
+    pub(crate) magnitudes: Vec<(&'static str, Spanned<f64>)>,
+}
+
+impl FaultFile {
+    /// The keys every entry may have, before the kinds' magnitude keys.
+    const KEYS: [&'static str; 8] = [
+        "at_s", "kind", "for_s", "between", "from", "to", "host", "axis",
+    ];
+
+    /// The value given for a magnitude key.
+    pub(crate) fn magnitude(&self, key: &str) -> Option<&Spanned<f64>> {
+        self.magnitudes
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    }
+
+    /// The keys given, in the order of [`FaultFile::KEYS`] then of the file.
+    pub(crate) fn keys_given(&self) -> Vec<&'static str> {
+        let given = [
+            ("between", self.between.is_some()),
+            ("from", self.from.is_some()),
+            ("to", self.to.is_some()),
+            ("host", self.host.is_some()),
+            ("axis", self.axis.is_some()),
+        ];
+        given
+            .into_iter()
+            .filter(|(_, present)| *present)
+            .map(|(key, _)| key)
+            .chain(self.magnitudes.iter().map(|(key, _)| *key))
+            .collect()
+    }
+}
+
+/// Every key a `[[fault]]` entry may have: [`FaultFile::KEYS`], then each magnitude key of the
+/// kind table once (for the unknown-field message, which lists them).
+static FAULT_KEYS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    let mut keys = FaultFile::KEYS.to_vec();
+    for row in crate::fault::KINDS {
+        if let Some(m) = row.magnitude {
+            assert!(
+                !FaultFile::KEYS.contains(&m.key),
+                "kind `{}`: magnitude key `{}` is a target key",
+                row.name,
+                m.key
+            );
+            if !keys.contains(&m.key) {
+                keys.push(m.key);
+            }
+        }
+    }
+    keys
+});
+
+/// A key of a `[[fault]]` entry: read as a seed so that an unknown one is reported at its own
+/// line, as serde's derived `deny_unknown_fields` would.
+struct FaultKey;
+
+impl<'de> serde::de::DeserializeSeed<'de> for FaultKey {
+    type Value = &'static str;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<&'static str, D::Error> {
+        let key = String::deserialize(d)?;
+        let keys: &'static [&'static str] = &FAULT_KEYS;
+        keys.iter()
+            .find(|k| **k == key)
+            .copied()
+            .ok_or_else(|| serde::de::Error::unknown_field(&key, keys))
+    }
+}
+
+impl<'de> Deserialize<'de> for FaultFile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<FaultFile, D::Error> {
+        struct Entry;
+        impl<'de> serde::de::Visitor<'de> for Entry {
+            type Value = FaultFile;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a [[fault]] table")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<FaultFile, A::Error> {
+                let (mut at_s, mut kind) = (None, None);
+                let mut entry = FaultFile {
+                    at_s: 0.0,
+                    kind: String::new(),
+                    for_s: None,
+                    between: None,
+                    from: None,
+                    to: None,
+                    host: None,
+                    axis: None,
+                    magnitudes: Vec::new(),
+                };
+                while let Some(key) = map.next_key_seed(FaultKey)? {
+                    match key {
+                        "at_s" => at_s = Some(map.next_value()?),
+                        "kind" => kind = Some(map.next_value()?),
+                        "for_s" => entry.for_s = Some(map.next_value()?),
+                        "between" => entry.between = Some(map.next_value()?),
+                        "from" => entry.from = Some(map.next_value()?),
+                        "to" => entry.to = Some(map.next_value()?),
+                        "host" => entry.host = Some(map.next_value()?),
+                        "axis" => entry.axis = Some(map.next_value()?),
+                        magnitude => entry.magnitudes.push((magnitude, map.next_value()?)),
+                    }
+                }
+                entry.at_s = at_s.ok_or_else(|| serde::de::Error::missing_field("at_s"))?;
+                entry.kind = kind.ok_or_else(|| serde::de::Error::missing_field("kind"))?;
+                Ok(entry)
+            }
+        }
+        d.deserialize_map(Entry)
+    }
 }
 
 /// `[chaos]`: fault kinds with a mean rate; the seed draws a concrete schedule from them.

@@ -19,7 +19,7 @@ use std::time::Duration;
 use plant_model::AxisParams;
 use toml::Spanned;
 
-use crate::fault::{Chaos, ChaosTargets, Fault, FaultKind, KIND_NAMES};
+use crate::fault::{Chaos, ChaosTargets, Fault, FaultKind, KINDS, Magnitude, Target, TargetClass};
 use file::{AxisFile, ChaosFile, FaultFile, ProfileFile, ScenarioFile};
 pub use source::{Location, Source};
 
@@ -962,273 +962,114 @@ impl Checker<'_> {
         Ok(moves)
     }
 
+    /// One `[[fault]]` entry, checked against its kind's row of [`KINDS`]: the target keys of
+    /// its class, its magnitude in the accepted range, no key another kind uses, `for_s` only
+    /// for a lasting kind.
     fn check_fault(
         &self,
         spanned: &Spanned<FaultFile>,
         scenario: &Scenario,
     ) -> Result<Fault, ScenarioError> {
         let f = spanned.get_ref();
-        let span = spanned.span();
-        let fail = |message: String| {
-            Err(self.error(span.clone(), format!("[[fault]] `{}`: {message}", f.kind)))
-        };
-        let duration_s = scenario.duration.as_secs_f64();
-        if !KIND_NAMES.contains(&f.kind.as_str()) {
+        // Every message names the entry and its kind; `tail` starts with ": " or " ".
+        let fail =
+            |tail: String| self.error(spanned.span(), format!("[[fault]] `{}`{tail}", f.kind));
+        let Some(kind) = FaultKind::from_name(&f.kind) else {
             return Err(self.error(
-                span.clone(),
+                spanned.span(),
                 format!(
                     "unknown fault kind `{}`; the kinds are {}",
                     f.kind,
-                    KIND_NAMES.join(", ")
+                    FaultKind::names().collect::<Vec<_>>().join(", ")
                 ),
             ));
-        }
+        };
+        let row = kind.row();
+        let duration_s = scenario.duration.as_secs_f64();
         if !(f.at_s >= 0.0 && f.at_s < duration_s) {
-            return fail(format!(
-                "`at_s` must be in [0, {duration_s}), not {}",
+            return Err(fail(format!(
+                ": `at_s` must be in [0, {duration_s}), not {}",
                 f.at_s
-            ));
+            )));
         }
-        let hosts = scenario.hosts();
-        let host = |field: &str, value: &Option<String>| -> Result<String, ScenarioError> {
-            let Some(value) = value else {
-                return Err(self.error(
-                    span.clone(),
-                    format!("[[fault]] `{}` needs `{field}`", f.kind),
-                ));
-            };
-            if !hosts.contains(value) {
-                return Err(self.error(
-                    span.clone(),
-                    format!(
-                        "[[fault]] `{}`: unknown host `{value}`; the hosts are {}",
-                        f.kind,
-                        hosts.join(", ")
-                    ),
-                ));
-            }
-            Ok(value.clone())
+        let target = check_fault_target(row.target, f, scenario).map_err(fail)?;
+        let magnitude = match row.magnitude {
+            None => None,
+            Some(m) => Some(self.check_magnitude(&f.kind, &m, f.magnitude(m.key), spanned)?),
         };
-        let pair = || -> Result<(String, String), ScenarioError> {
-            match &f.between {
-                Some(b) if b.len() == 2 => {
-                    let a = host("between", &Some(b[0].clone()))?;
-                    let c = host("between", &Some(b[1].clone()))?;
-                    if a == c {
-                        return Err(self.error(
-                            span.clone(),
-                            format!("[[fault]] `{}`: `between` names `{a}` twice", f.kind),
-                        ));
-                    }
-                    Ok((a, c))
-                }
-                _ => Err(self.error(
-                    span.clone(),
-                    format!(
-                        "[[fault]] `{}` needs `between = [\"host-a\", \"host-b\"]`",
-                        f.kind
-                    ),
-                )),
-            }
-        };
-        let axis = || -> Result<String, ScenarioError> {
-            match &f.axis {
-                Some(a) if scenario.axis(a).is_some() => Ok(a.clone()),
-                Some(a) => Err(self.error(
-                    span.clone(),
-                    format!(
-                        "[[fault]] `{}`: unknown axis `{a}`; the axes are {}",
-                        f.kind,
-                        axis_names(scenario)
-                    ),
-                )),
-                None => {
-                    Err(self.error(span.clone(), format!("[[fault]] `{}` needs `axis`", f.kind)))
-                }
-            }
-        };
-        let number =
-            |field: &str, value: Option<f64>, low: f64, high: f64| -> Result<f64, ScenarioError> {
-                match value {
-                    Some(v) if (low..=high).contains(&v) => Ok(v),
-                    Some(v) => Err(self.error(
-                        span.clone(),
-                        format!(
-                            "[[fault]] `{}`: `{field}` must be in [{low}, {high}], not {v}",
-                            f.kind
-                        ),
-                    )),
-                    None => Err(self.error(
-                        span.clone(),
-                        format!("[[fault]] `{}` needs `{field}`", f.kind),
-                    )),
-                }
-            };
-        let kind = match f.kind.as_str() {
-            "partition" => {
-                let (a, b) = pair()?;
-                FaultKind::Partition { a, b }
-            }
-            "partition-oneway" => FaultKind::PartitionOneway {
-                from: host("from", &f.from)?,
-                to: host("to", &f.to)?,
-            },
-            "hold" => {
-                let (a, b) = pair()?;
-                FaultKind::Hold { a, b }
-            }
-            "latency" => {
-                let (a, b) = pair()?;
-                FaultKind::Latency {
-                    a,
-                    b,
-                    latency_ms: number("latency_ms", f.latency_ms, 0.0, 60_000.0)?,
-                }
-            }
-            "loss" => {
-                let (a, b) = pair()?;
-                FaultKind::Loss {
-                    a,
-                    b,
-                    probability: number("probability", f.probability, 0.0, 1.0)?,
-                }
-            }
-            "crash" => FaultKind::Crash {
-                host: host("host", &f.host)?,
-            },
-            "restart" => FaultKind::Restart {
-                host: host("host", &f.host)?,
-            },
-            "disk-io-error" => FaultKind::DiskIoError {
-                host: host("host", &f.host)?,
-            },
-            "disk-corruption" => FaultKind::DiskCorruption {
-                host: host("host", &f.host)?,
-            },
-            "disk-lost-writes" => FaultKind::DiskLostWrites {
-                host: host("host", &f.host)?,
-            },
-            "fieldbus-partition" => FaultKind::FieldbusPartition { axis: axis()? },
-            "fieldbus-latency" => FaultKind::FieldbusLatency {
-                axis: axis()?,
-                latency_us: number("latency_us", f.latency_us, 0.0, 1e6)?,
-            },
-            "fieldbus-loss" => FaultKind::FieldbusLoss {
-                axis: axis()?,
-                probability: number("probability", f.probability, 0.0, 1.0)?,
-            },
-            "fieldbus-corruption" => FaultKind::FieldbusCorruption {
-                axis: axis()?,
-                probability: number("probability", f.probability, 0.0, 1.0)?,
-            },
-            "encoder-glitch" => {
-                let Some(offset_counts) = f.offset_counts else {
-                    return fail("needs `offset_counts`".to_owned());
-                };
-                FaultKind::EncoderGlitch {
-                    axis: axis()?,
-                    offset_counts,
-                }
-            }
-            "encoder-dropout" => FaultKind::EncoderDropout { axis: axis()? },
-            "load-step" => FaultKind::LoadStep {
-                axis: axis()?,
-                torque_nm: number("torque_nm", f.torque_nm, -1e4, 1e4)?,
-            },
-            "torque-loss" => FaultKind::TorqueLoss {
-                axis: axis()?,
-                fraction: number("fraction", f.fraction, 0.0, 1.0)?,
-            },
-            "overheating" => FaultKind::Overheating {
-                axis: axis()?,
-                ambient_c: number("ambient_c", f.ambient_c, -40.0, 200.0)?,
-            },
-            "bus-under-voltage" => FaultKind::BusUnderVoltage {
-                axis: axis()?,
-                volts: number("volts", f.volts, 0.0, 1000.0)?,
-            },
-            other => unreachable!("kind `{other}` passed the KIND_NAMES check"),
-        };
-        self.check_fields_apply(spanned, &kind)?;
+        // A key the kind does not use is a typo'd kind or a copy-paste.
+        let used: Vec<&str> = row
+            .target
+            .keys()
+            .iter()
+            .copied()
+            .chain(row.magnitude.map(|m| m.key))
+            .collect();
+        if let Some(unused) = f.keys_given().into_iter().find(|k| !used.contains(k)) {
+            let timing = if row.instant { "at_s" } else { "at_s, for_s" };
+            return Err(fail(format!(
+                " does not use `{unused}`; its fields are {timing}, {}",
+                used.join(", ")
+            )));
+        }
         let until = match f.for_s {
             None => None,
-            Some(_) if kind.is_instant() => {
-                return fail("is instantaneous and takes no `for_s`".to_owned());
+            Some(_) if row.instant => {
+                return Err(fail(": is instantaneous and takes no `for_s`".to_owned()));
             }
             Some(for_s) if for_s > 0.0 && f.at_s + for_s <= duration_s => {
                 Some(Duration::from_secs_f64(f.at_s + for_s))
             }
             Some(for_s) => {
-                return fail(format!(
-                    "`for_s` must be positive and end by `duration_s` ({duration_s}); at_s {} + for_s {for_s} does not",
+                return Err(fail(format!(
+                    ": `for_s` must be positive and end by `duration_s` ({duration_s}); at_s {} + for_s {for_s} does not",
                     f.at_s
-                ));
+                )));
             }
         };
         Ok(Fault {
             kind,
+            target,
+            magnitude,
             at: Duration::from_secs_f64(f.at_s),
             until,
             drawn: false,
         })
     }
 
-    /// Rejects fields given for a kind that does not use them (a typo'd kind or a copy-paste).
-    fn check_fields_apply(
+    /// A `[[fault]]` magnitude against its kind's row: given, in the accepted range, whole
+    /// where the row says so. A bad value is reported where it stands, a missing one at the
+    /// entry.
+    fn check_magnitude(
         &self,
-        spanned: &Spanned<FaultFile>,
-        kind: &FaultKind,
-    ) -> Result<(), ScenarioError> {
-        let f = spanned.get_ref();
-        let used: &[&str] = match kind {
-            FaultKind::Partition { .. } | FaultKind::Hold { .. } => &["between"],
-            FaultKind::PartitionOneway { .. } => &["from", "to"],
-            FaultKind::Latency { .. } => &["between", "latency_ms"],
-            FaultKind::Loss { .. } => &["between", "probability"],
-            FaultKind::Crash { .. }
-            | FaultKind::Restart { .. }
-            | FaultKind::DiskIoError { .. }
-            | FaultKind::DiskCorruption { .. }
-            | FaultKind::DiskLostWrites { .. } => &["host"],
-            FaultKind::FieldbusPartition { .. } | FaultKind::EncoderDropout { .. } => &["axis"],
-            FaultKind::FieldbusLatency { .. } => &["axis", "latency_us"],
-            FaultKind::FieldbusLoss { .. } | FaultKind::FieldbusCorruption { .. } => {
-                &["axis", "probability"]
-            }
-            FaultKind::EncoderGlitch { .. } => &["axis", "offset_counts"],
-            FaultKind::LoadStep { .. } => &["axis", "torque_nm"],
-            FaultKind::TorqueLoss { .. } => &["axis", "fraction"],
-            FaultKind::Overheating { .. } => &["axis", "ambient_c"],
-            FaultKind::BusUnderVoltage { .. } => &["axis", "volts"],
+        kind: &str,
+        m: &Magnitude,
+        value: Option<&Spanned<f64>>,
+        entry: &Spanned<FaultFile>,
+    ) -> Result<f64, ScenarioError> {
+        let Some(spanned) = value else {
+            return Err(self.error(
+                entry.span(),
+                format!("[[fault]] `{kind}` needs `{}`", m.key),
+            ));
         };
-        let given = [
-            ("between", f.between.is_some()),
-            ("from", f.from.is_some()),
-            ("to", f.to.is_some()),
-            ("host", f.host.is_some()),
-            ("axis", f.axis.is_some()),
-            ("latency_ms", f.latency_ms.is_some()),
-            ("latency_us", f.latency_us.is_some()),
-            ("probability", f.probability.is_some()),
-            ("torque_nm", f.torque_nm.is_some()),
-            ("offset_counts", f.offset_counts.is_some()),
-            ("fraction", f.fraction.is_some()),
-            ("ambient_c", f.ambient_c.is_some()),
-            ("volts", f.volts.is_some()),
-        ];
-        for (field, present) in given {
-            if present && !used.contains(&field) {
-                return Err(self.error(
-                    spanned.span(),
-                    format!(
-                        "[[fault]] `{}` does not use `{field}`; its fields are at_s, for_s, {}",
-                        f.kind,
-                        used.join(", ")
-                    ),
-                ));
-            }
+        let value = *spanned.get_ref();
+        let fail = |message: String| {
+            Err(self.error(
+                spanned.span(),
+                format!("[[fault]] `{kind}`: `{}` {message}", m.key),
+            ))
+        };
+        if !(m.accepted_min..=m.accepted_max).contains(&value) {
+            return fail(format!(
+                "must be in [{}, {}], not {value}",
+                m.accepted_min, m.accepted_max
+            ));
         }
-        Ok(())
+        if m.whole && value != value.trunc() {
+            return fail(format!("must be a whole number of {}, not {value}", m.unit));
+        }
+        Ok(value)
     }
 
     /// `[services]`, `[workload.orders]` and `[[workload.request]]`.
@@ -1284,20 +1125,21 @@ impl Checker<'_> {
             ));
         }
         let mut rates = Vec::new();
-        for kind in KIND_NAMES {
-            if let Some(rate) = c.per_min.get(*kind) {
+        for row in KINDS {
+            if let Some(rate) = c.per_min.get(row.name) {
                 if !(*rate >= 0.0 && rate.is_finite()) {
                     return fail(format!(
-                        "`per_min.{kind}` must be a rate at least 0, not {rate}"
+                        "`per_min.{}` must be a rate at least 0, not {rate}",
+                        row.name
                     ));
                 }
-                rates.push(((*kind).to_owned(), *rate));
+                rates.push((row.kind, *rate));
             }
         }
-        if let Some(unknown) = c.per_min.keys().find(|k| !KIND_NAMES.contains(&k.as_str())) {
+        if let Some(unknown) = c.per_min.keys().find(|k| FaultKind::from_name(k).is_none()) {
             return fail(format!(
                 "unknown fault kind `{unknown}` in `per_min`; the kinds are {}",
-                KIND_NAMES.join(", ")
+                FaultKind::names().collect::<Vec<_>>().join(", ")
             ));
         }
         if !(c.fault_s_mean > 0.0 && c.fault_s_mean <= c.fault_s_max) {
@@ -1315,6 +1157,60 @@ impl Checker<'_> {
             swarm: c.swarm,
         })
     }
+}
+
+/// The target of a `[[fault]]` entry, from the keys of its kind's class; `Err` is the tail of
+/// the message (`check_fault` puts the entry and kind in front).
+fn check_fault_target(
+    class: TargetClass,
+    f: &FaultFile,
+    scenario: &Scenario,
+) -> Result<Target, String> {
+    let hosts = scenario.hosts();
+    let host = |field: &str, value: &Option<String>| -> Result<String, String> {
+        let Some(value) = value else {
+            return Err(format!(" needs `{field}`"));
+        };
+        if !hosts.contains(value) {
+            return Err(format!(
+                ": unknown host `{value}`; the hosts are {}",
+                hosts.join(", ")
+            ));
+        }
+        Ok(value.clone())
+    };
+    Ok(match class {
+        TargetClass::Link => match &f.between {
+            Some(pair) if pair.len() == 2 => {
+                let a = host("between", &Some(pair[0].clone()))?;
+                let b = host("between", &Some(pair[1].clone()))?;
+                if a == b {
+                    return Err(format!(": `between` names `{a}` twice"));
+                }
+                Target::Link { a, b }
+            }
+            _ => return Err(" needs `between = [\"host-a\", \"host-b\"]`".to_owned()),
+        },
+        TargetClass::LinkOneway => {
+            let from = host("from", &f.from)?;
+            let to = host("to", &f.to)?;
+            if from == to {
+                return Err(format!(": `from` and `to` both name `{from}`"));
+            }
+            Target::LinkOneway { from, to }
+        }
+        TargetClass::Host | TargetClass::Disk => Target::Host(host("host", &f.host)?),
+        TargetClass::Fieldbus | TargetClass::Plant => match &f.axis {
+            Some(axis) if scenario.axis(axis).is_some() => Target::Axis(axis.clone()),
+            Some(axis) => {
+                return Err(format!(
+                    ": unknown axis `{axis}`; the axes are {}",
+                    axis_names(scenario)
+                ));
+            }
+            None => return Err(" needs `axis`".to_owned()),
+        },
+    })
 }
 
 fn axis_names(scenario: &Scenario) -> String {

@@ -113,6 +113,63 @@ fn faults_must_name_hosts_and_axes_that_exist() {
     );
 }
 
+// The messages the kind table (`sim/src/fault/kind.rs`) gives every kind alike: a magnitude
+// out of its row's range or not whole is reported at the value; an unknown key lists every
+// kind's magnitude key; an instant kind's field list has no `for_s`.
+#[test]
+fn fault_magnitudes_and_fields_follow_the_kind_table() {
+    let fault = |body: &str| format!("{BASE}\n[[fault]]\nat_s = 1.0\n{body}\n");
+    check(
+        &fault("kind = \"latency\"\nbetween = [\"client-1\", \"motion-1\"]\nlatency_ms = -1.0"),
+        &[
+            "case.toml:25:14:",
+            "[[fault]] `latency`: `latency_ms` must be in [0, 60000], not -1",
+        ],
+    );
+    check(
+        &fault("kind = \"encoder-glitch\"\naxis = \"x\"\noffset_counts = 3.5"),
+        &[
+            "case.toml:25:17:",
+            "`offset_counts` must be a whole number of counts, not 3.5",
+        ],
+    );
+    check(
+        &fault("kind = \"encoder-glitch\"\naxis = \"x\"\noffset_counts = 99999999999"),
+        &["case.toml:25:17:", "must be in [-2147483648, 2147483647]"],
+    );
+    check(
+        &fault("kind = \"encoder-glitch\"\naxis = \"x\""),
+        &[
+            "case.toml:21:1:",
+            "[[fault]] `encoder-glitch` needs `offset_counts`",
+        ],
+    );
+    check(
+        &fault("kind = \"bus-under-voltage\"\naxis = \"x\"\nvolt = 10.0"),
+        &[
+            "case.toml:25:1:",
+            "unknown field `volt`",
+            "`volts`",
+            "`latency_ms`",
+        ],
+    );
+    check(
+        &fault("kind = \"disk-lost-writes\"\nhost = \"motion-1\"\nfraction = 0.5"),
+        &["does not use `fraction`; its fields are at_s, host"],
+    );
+    check(
+        &fault("kind = \"partition-oneway\"\nfrom = \"motion-1\"\nto = \"motion-1\""),
+        &["case.toml:21:1:", "`from` and `to` both name `motion-1`"],
+    );
+    check(
+        &format!("{BASE}\n[chaos]\n[chaos.per_min]\nmeteor = 1.0\n"),
+        &[
+            "unknown fault kind `meteor` in `per_min`",
+            "bus-under-voltage",
+        ],
+    );
+}
+
 #[test]
 fn network_links_must_name_two_hosts_of_the_cell() {
     let link = |body: &str| format!("{BASE}\n[[network.link]]\n{body}\n");
