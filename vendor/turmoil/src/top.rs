@@ -19,6 +19,9 @@ pub(crate) struct Topology {
     /// Specific configuration overrides between specific hosts.
     links: IndexMap<Pair, Link>,
 
+    /// For each host, the indexes in `links` of the links it is an end of, in `links`' order.
+    links_by_host: IndexMap<IpAddr, Vec<usize>>,
+
     /// We don't use a Rt for async. Right now, we just use it to tick time
     /// forward in the same way we do it elsewhere. We'd like to represent
     /// network state with async in the future.
@@ -152,6 +155,9 @@ struct Link {
     /// Messages that are ready to be delivered.
     deliverable: IndexMap<IpAddr, VecDeque<Envelope>>,
 
+    /// How many messages `deliverable` holds, over both ends.
+    deliverable_count: usize,
+
     /// The current network time, moved forward with [`Link::tick`].
     now: Instant,
 }
@@ -177,6 +183,7 @@ impl Topology {
         Topology {
             config,
             links: IndexMap::new(),
+            links_by_host: IndexMap::new(),
             rt: Rt::no_software(),
         }
     }
@@ -184,7 +191,13 @@ impl Topology {
     /// Register a link between two hosts
     pub(crate) fn register(&mut self, a: IpAddr, b: IpAddr) {
         let pair = Pair::new(a, b);
-        assert!(self.links.insert(pair, Link::new(self.rt.now())).is_none());
+        let (index, previous) = self.links.insert_full(pair, Link::new(self.rt.now()));
+        assert!(previous.is_none());
+        // Links are never removed, so an index stays valid; pushed in insertion order, each
+        // host's list keeps `links`' order.
+        for host in [a, b] {
+            self.links_by_host.entry(host).or_default().push(index);
+        }
     }
 
     pub(crate) fn set_max_message_latency(&mut self, value: Duration) {
@@ -249,9 +262,20 @@ impl Topology {
     }
 
     // Move messages from any network links to the `dst` host.
+    //
+    // Only the host's own links are visited, in the same order as a scan of every link, and a
+    // link with nothing deliverable is passed over: delivering nothing draws no randomness and
+    // changes no state, so the result is the same as visiting every link.
     pub(crate) fn deliver_messages(&mut self, rand: &mut dyn RngCore, dst: &mut Host) {
-        for (pair, link) in &mut self.links {
-            if pair.0 == dst.addr || pair.1 == dst.addr {
+        let Some(indexes) = self.links_by_host.get(&dst.addr) else {
+            return;
+        };
+        for &index in indexes {
+            let (_, link) = self
+                .links
+                .get_index_mut(index)
+                .expect("links are never removed");
+            if link.deliverable_count > 0 {
                 link.deliver_messages(&self.config, rand, dst);
             }
         }
@@ -285,8 +309,11 @@ impl Topology {
 
     pub(crate) fn tick_by(&mut self, duration: Duration) {
         let _ = self.rt.tick(duration);
+        // The network's clock does not move while the links are ticked: read it once, not
+        // once per link (each read enters the runtime and locks its clock).
+        let now = self.rt.now();
         for link in self.links.values_mut() {
-            link.tick(self.rt.now());
+            link.tick(now);
         }
     }
 
@@ -331,6 +358,7 @@ impl Link {
             config: config::Link::default(),
             sent: VecDeque::new(),
             deliverable: IndexMap::new(),
+            deliverable_count: 0,
             now,
         }
     }
@@ -431,6 +459,7 @@ impl Link {
                         .entry(sent.dst.ip())
                         .or_default()
                         .push_back(envelope);
+                    self.deliverable_count += 1;
                     deliverable += 1;
                 }
             }
@@ -452,6 +481,7 @@ impl Link {
             .or_default()
             .drain(..)
             .collect::<Vec<Envelope>>();
+        self.deliverable_count -= deliverable.len();
 
         for message in deliverable {
             let (src, dst) = (message.src, message.dst);
