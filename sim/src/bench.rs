@@ -150,8 +150,9 @@ pub struct CellShape {
 
 impl CellShape {
     /// Splits `hosts` into motion hosts, clients and orders instances in proportion (a third
-    /// each, motion hosts first) after the order path's five fixed hosts. A cell too small to
-    /// hold the order path and one host of each kind (fewer than 8 hosts) is the motion path
+    /// each) after the order path's five fixed hosts. There are as many clients as motion hosts
+    /// (a client talks to one motion host) and at least one orders instance. A cell too small
+    /// to hold the order path and one host of each kind (fewer than 8 hosts) is the motion path
     /// alone: half motion hosts, half clients.
     pub fn of(hosts: u32) -> CellShape {
         assert!(hosts >= 2, "a scaling cell needs at least a motion host and a client");
@@ -164,13 +165,12 @@ impl CellShape {
             };
         }
         let spread = hosts - ORDER_PATH_FIXED_HOSTS;
-        let motion_hosts = spread.div_ceil(3);
-        let clients = (spread - motion_hosts).div_ceil(2);
+        let motion_hosts = spread.div_ceil(3).min((spread - 1) / 2);
         CellShape {
             hosts,
             motion_hosts,
-            clients,
-            orders_instances: spread - motion_hosts - clients,
+            clients: motion_hosts,
+            orders_instances: spread - 2 * motion_hosts,
         }
     }
 }
@@ -194,7 +194,9 @@ pub fn scaling_cell(shape: CellShape) -> String {
     let mut axes = Vec::new();
     for m in 1..=motion_hosts {
         for (suffix, velocity, load) in [("a", 180.0, None), ("b", 120.0, Some(0.01))] {
-            let name = format!("m{m}{suffix}");
+            // Axes are dealt to clients round robin in name order: `a01`..`aNN`, `b01`..`bNN`
+            // gives client k both axes of motion host k.
+            let name = format!("{suffix}{m:02}");
             let _ = write!(
                 toml,
                 "[axis.{name}]\nmotion_host = \"motion-{m}\"\n\
@@ -310,6 +312,7 @@ mod tests {
             assert_eq!(cell.hosts().len() as u32, hosts, "{shape:?}");
             assert_eq!(cell.axes.len() as u32, 2 * shape.motion_hosts);
             assert_eq!(cell.services.is_some(), hosts >= 8, "{shape:?}");
+            assert!(hosts < 8 || shape.orders_instances >= 1, "{shape:?}");
         }
     }
 }
