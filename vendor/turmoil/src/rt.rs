@@ -66,6 +66,11 @@ pub struct Rt<'a> {
 
     /// Runtime configuration.
     config: Config,
+
+    /// The runtime's clock as last read. Its clock is paused and moves only inside
+    /// [`Rt::tick`] (and when the runtime is replaced), so [`Rt::now`] need not enter the
+    /// runtime to read it.
+    now: Instant,
 }
 
 impl<'a> Rt<'a> {
@@ -77,12 +82,14 @@ impl<'a> Rt<'a> {
 
         let handle = with(&tokio, &local, || tokio::task::spawn_local(client));
 
+        let now = read_clock(&tokio);
         Self {
             kind: Kind::Client,
             tokio,
             local,
             nodename,
             handle: Some(handle),
+            now,
             config,
         }
     }
@@ -97,12 +104,14 @@ impl<'a> Rt<'a> {
         let software: Software = Box::new(move || Box::pin(software()));
         let handle = with(&tokio, &local, || tokio::task::spawn_local(software()));
 
+        let now = read_clock(&tokio);
         Self {
             kind: Kind::Host { software },
             tokio,
             local,
             nodename,
             handle: Some(handle),
+            now,
             config,
         }
     }
@@ -111,12 +120,14 @@ impl<'a> Rt<'a> {
         let mut config = Config::default();
         let (tokio, local) = init(&mut config);
 
+        let now = read_clock(&tokio);
         Self {
             kind: Kind::NoSoftware,
             tokio,
             local,
             nodename: String::new().into(),
             handle: None,
+            now,
             config,
         }
     }
@@ -134,8 +145,7 @@ impl<'a> Rt<'a> {
     }
 
     pub(crate) fn now(&self) -> Instant {
-        let _guard = self.tokio.enter();
-        Instant::now()
+        self.now
     }
 
     // This method is called by [`Sim::run`], which iterates through all the
@@ -161,12 +171,13 @@ impl<'a> Rt<'a> {
     // that caused failure. Subsequent calls do not return the error as it is
     // expected to fail the simulation.
     pub(crate) fn tick(&mut self, duration: Duration) -> Result<bool> {
-        self.tokio.block_on(async {
+        self.now = self.tokio.block_on(async {
             self.local
                 .run_until(async {
                     sleep(duration).await;
                 })
-                .await
+                .await;
+            Instant::now()
         });
 
         // pull for software completion
@@ -226,6 +237,7 @@ impl<'a> Rt<'a> {
 
         _ = mem::replace(&mut self.tokio, tokio);
         drop(mem::replace(&mut self.local, local));
+        self.now = read_clock(&self.tokio);
     }
 }
 
@@ -258,6 +270,11 @@ fn init(config: &mut Config) -> (Runtime, LocalSet) {
     });
 
     (tokio, new_local())
+}
+
+fn read_clock(tokio: &Runtime) -> Instant {
+    let _guard = tokio.enter();
+    Instant::now()
 }
 
 fn new_local() -> LocalSet {
