@@ -64,6 +64,10 @@ enum Command {
         /// Instead: cells of 4, 8, 16 and 32 hosts, and each one's wall seconds per simulated second.
         #[arg(long, conflicts_with = "tick_ms")]
         scaling: bool,
+        /// (With --scaling.) Write the cells as scenario files into DIR instead of running them,
+        /// e.g. to run them with `sim run` or with another build.
+        #[arg(long, value_name = "DIR", requires = "scaling")]
+        write_cells: Option<PathBuf>,
     },
     /// Plant-model tools.
     Plant {
@@ -210,6 +214,22 @@ fn execute(command: Command) -> Result<ExitCode> {
         ),
         Command::List { dir } => list(&dir),
         Command::Bench {
+            scaling: true,
+            write_cells: Some(dir),
+            ..
+        } => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+            for hosts in sim::bench::SCALING_HOSTS {
+                let path = dir.join(format!("scaling-{hosts}.toml"));
+                let cell = sim::bench::scaling_cell(sim::bench::CellShape::of(hosts));
+                std::fs::write(&path, cell)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("{}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
             json,
             scaling: true,
             ..
@@ -243,6 +263,7 @@ fn execute(command: Command) -> Result<ExitCode> {
             json,
             tick_ms,
             scaling: false,
+            ..
         } => {
             let mut scenario = load(&scenario)?;
             if let Some(ms) = tick_ms {
