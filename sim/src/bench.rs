@@ -155,7 +155,10 @@ impl CellShape {
     /// to hold the order path and one host of each kind (fewer than 8 hosts) is the motion path
     /// alone: half motion hosts, half clients.
     pub fn of(hosts: u32) -> CellShape {
-        assert!(hosts >= 2, "a scaling cell needs at least a motion host and a client");
+        assert!(
+            hosts >= 2,
+            "a scaling cell needs at least a motion host and a client"
+        );
         if hosts < ORDER_PATH_FIXED_HOSTS + 3 {
             return CellShape {
                 hosts,
@@ -277,7 +280,10 @@ pub fn scaling() -> ScalingReport {
     let mut points: Vec<ScalingPoint> = Vec::new();
     for hosts in SCALING_HOSTS {
         let shape = CellShape::of(hosts);
-        let source = Source::new(format!("scaling cell of {hosts} hosts"), scaling_cell(shape));
+        let source = Source::new(
+            format!("scaling cell of {hosts} hosts"),
+            scaling_cell(shape),
+        );
         let cell = Scenario::from_source(&source)
             .unwrap_or_else(|error| panic!("the generated scaling cell is invalid: {error}"));
         let m = scenario(&cell);

@@ -218,8 +218,7 @@ fn execute(command: Command) -> Result<ExitCode> {
             write_cells: Some(dir),
             ..
         } => {
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             for hosts in sim::bench::SCALING_HOSTS {
                 let path = dir.join(format!("scaling-{hosts}.toml"));
                 let cell = sim::bench::scaling_cell(sim::bench::CellShape::of(hosts));
@@ -240,7 +239,14 @@ fn execute(command: Command) -> Result<ExitCode> {
             } else {
                 println!(
                     "{:>5} {:>6} {:>5} {:>7} {:>6} {:>9} {:>12} {:>9}",
-                    "hosts", "motion", "axes", "clients", "orders", "wall s", "wall s/sim s", "vs first"
+                    "hosts",
+                    "motion",
+                    "axes",
+                    "clients",
+                    "orders",
+                    "wall s",
+                    "wall s/sim s",
+                    "vs first"
                 );
                 for p in &report.scaling {
                     println!(

@@ -98,6 +98,10 @@ mod tests {
             addr.hash(&mut hasher);
             buckets.insert(hasher.finish() & 31);
         }
-        assert!(buckets.len() >= 10, "{} distinct buckets of 32", buckets.len());
+        assert!(
+            buckets.len() >= 10,
+            "{} distinct buckets of 32",
+            buckets.len()
+        );
     }
 }

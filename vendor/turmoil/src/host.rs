@@ -5,8 +5,8 @@ use crate::net::tcp::stream::BidiFlowControl;
 use crate::net::{SocketPair, TcpListener, UdpSocket};
 use crate::{Envelope, TRACING_TARGET};
 
-use bytes::Bytes;
 use crate::fast_hash::FastMap;
+use bytes::Bytes;
 use indexmap::IndexMap;
 use std::collections::VecDeque;
 use std::fmt::Display;
