@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 
 use crate::run::{RunOptions, run};
+use crate::scenario::services::ORDERS_INSTANCES_MAX;
 use crate::scenario::{Scenario, Source};
 use crate::world::EPOCH_UNIX_S;
 
@@ -168,7 +169,11 @@ impl CellShape {
             };
         }
         let spread = hosts - ORDER_PATH_FIXED_HOSTS;
-        let motion_hosts = spread.div_ceil(3).min((spread - 1) / 2);
+        let mut motion_hosts = spread.div_ceil(3).min((spread - 1) / 2);
+        if spread - 2 * motion_hosts > ORDERS_INSTANCES_MAX {
+            // The loader's limit on orders instances: the rest go to motion hosts and clients.
+            motion_hosts = (spread - ORDERS_INSTANCES_MAX).div_ceil(2);
+        }
         CellShape {
             hosts,
             motion_hosts,
@@ -180,7 +185,8 @@ impl CellShape {
 
 /// The scenario file of the scaling cell of `shape`: the flagship's axes, services and tick,
 /// two axes per motion host, a workload in proportion to the motion hosts, and a light storm
-/// (a fault about every 12 s per kind, a third of the flagship's rate) from 5 s to 25 s.
+/// from 5 s to 25 s at one or two faults per minute of each kind (about four in all; the
+/// flagship has about 30 over 235 s).
 pub fn scaling_cell(shape: CellShape) -> String {
     use std::fmt::Write as _;
     let CellShape {
@@ -236,8 +242,8 @@ pub fn scaling_cell(shape: CellShape) -> String {
             motion_hosts * 24,
             1000.0 / f64::from(motion_hosts),
         );
-        "partition = 0.3\nlatency = 0.3\nloss = 0.2\ncrash = 0.3\nrestart = 0.2\n\
-         fieldbus-loss = 0.3\nfieldbus-latency = 0.3\n"
+        "partition = 2.0\nlatency = 2.0\nloss = 1.0\ncrash = 2.0\nrestart = 1.0\n\
+         fieldbus-loss = 2.0\nfieldbus-latency = 1.0\n"
     } else {
         for axis in &axes {
             let _ = write!(
@@ -246,7 +252,7 @@ pub fn scaling_cell(shape: CellShape) -> String {
                  period_s = 2.0\nfrom_s = 1.0\nuntil_s = 24.0\n\n"
             );
         }
-        "partition = 0.3\nlatency = 0.3\ncrash = 0.3\nfieldbus-loss = 0.3\nfieldbus-latency = 0.3\n"
+        "partition = 2.0\nlatency = 2.0\ncrash = 2.0\nfieldbus-loss = 2.0\nfieldbus-latency = 1.0\n"
     };
     let _ = write!(
         toml,
