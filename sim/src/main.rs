@@ -58,6 +58,16 @@ enum Command {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+        /// Run the scenario at this turmoil tick instead of its own (`network.tick_ms`).
+        #[arg(long, value_name = "MS")]
+        tick_ms: Option<f64>,
+        /// Instead: cells of 4, 8, 16 and 32 hosts, and each one's wall seconds per simulated second.
+        #[arg(long, conflicts_with = "tick_ms")]
+        scaling: bool,
+        /// (With --scaling.) Write the cells as scenario files into DIR instead of running them,
+        /// e.g. to run them with `sim run` or with another build.
+        #[arg(long, value_name = "DIR", requires = "scaling")]
+        write_cells: Option<PathBuf>,
     },
     /// Plant-model tools.
     Plant {
@@ -209,8 +219,72 @@ fn execute(command: Command) -> Result<ExitCode> {
             !no_determinism_check,
         ),
         Command::List { dir } => list(&dir),
-        Command::Bench { scenario, json } => {
-            let scenario = load(&scenario)?;
+        Command::Bench {
+            scaling: true,
+            write_cells: Some(dir),
+            ..
+        } => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            for hosts in sim::bench::SCALING_HOSTS {
+                let path = dir.join(format!("scaling-{hosts}.toml"));
+                let cell = sim::bench::scaling_cell(sim::bench::CellShape::of(hosts));
+                std::fs::write(&path, cell)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("{}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            json,
+            scaling: true,
+            ..
+        } => {
+            let report = sim::bench::scaling();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "{:>5} {:>6} {:>5} {:>7} {:>6} {:>9} {:>12} {:>9}",
+                    "hosts",
+                    "motion",
+                    "axes",
+                    "clients",
+                    "orders",
+                    "wall s",
+                    "wall s/sim s",
+                    "vs first"
+                );
+                for p in &report.scaling {
+                    println!(
+                        "{:>5} {:>6} {:>5} {:>7} {:>6} {:>9.3} {:>12.4} {:>8.2}x",
+                        p.shape.hosts,
+                        p.shape.motion_hosts,
+                        p.axes,
+                        p.shape.clients,
+                        p.shape.orders_instances,
+                        p.wall_s,
+                        p.wall_s_per_simulated_s,
+                        p.cost_relative_to_smallest
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            scenario,
+            json,
+            tick_ms,
+            scaling: false,
+            ..
+        } => {
+            let mut scenario = load(&scenario)?;
+            if let Some(ms) = tick_ms {
+                anyhow::ensure!(
+                    ms.is_finite() && ms > 0.0,
+                    "--tick-ms {ms}: the tick must be a positive number of milliseconds"
+                );
+                scenario.network.tick = Some(std::time::Duration::from_secs_f64(ms / 1e3));
+            }
             let report = sim::bench::compare(&scenario);
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

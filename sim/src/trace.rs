@@ -170,14 +170,20 @@ impl tracing::Subscriber for TraceSubscriber {
     }
 
     fn new_span(&self, attrs: &span::Attributes<'_>) -> span::Id {
-        let mut visitor = FieldVisitor::default();
-        attrs.record(&mut visitor);
-        let name = visitor
-            .fields
-            .into_iter()
-            .find(|(k, _)| k == "name")
-            .map_or_else(|| HARNESS_HOST.to_owned(), |(_, v)| v);
+        // turmoil opens one span per host per tick: find its host without allocating, and
+        // allocate its name only the first time it is seen.
         let mut state = self.state();
+        let mut visitor = SpanHostVisitor {
+            hosts: &state.hosts,
+            found: None,
+            name: None,
+        };
+        attrs.record(&mut visitor);
+        let (found, name) = (visitor.found, visitor.name);
+        let name = match found {
+            Some(index) => return span::Id::from_u64(index as u64 + 1),
+            None => name.unwrap_or_else(|| HARNESS_HOST.to_owned()),
+        };
         let index = match state.hosts.iter().position(|h| *h == name) {
             Some(index) => index,
             None => {
@@ -276,6 +282,36 @@ impl Visit for FieldVisitor {
             return;
         }
         self.push(field, format!("{value:?}"));
+    }
+}
+
+/// Finds the host a `node` span names (its `name` field) among the hosts already seen; keeps
+/// the name only if it is new.
+struct SpanHostVisitor<'a> {
+    hosts: &'a [String],
+    found: Option<usize>,
+    name: Option<String>,
+}
+
+impl SpanHostVisitor<'_> {
+    fn host(&mut self, name: &str) {
+        match self.hosts.iter().position(|h| h == name) {
+            Some(index) => self.found = Some(index),
+            None => self.name = Some(name.to_owned()),
+        }
+    }
+}
+
+impl Visit for SpanHostVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "name" {
+            self.host(value);
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "name" {
+            self.host(&format!("{value:?}"));
+        }
     }
 }
 
