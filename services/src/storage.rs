@@ -129,13 +129,17 @@ pub async fn read_durable<S: Storage>(
         match storage.read(path).await {
             Ok(bytes) => {
                 if attempt > 1 {
-                    tracing::info!(event = "durable_read_recovered", service, attempts = attempt);
+                    tracing::info!(
+                        event = "durable_read_recovered",
+                        service,
+                        attempts = attempt
+                    );
                 }
                 return Ok(bytes);
             }
             Err(error) => {
-                let last = attempt >= retry.attempts_max
-                    || error.kind() == io::ErrorKind::InvalidInput;
+                let last =
+                    attempt >= retry.attempts_max || error.kind() == io::ErrorKind::InvalidInput;
                 if last {
                     tracing::warn!(
                         event = "durable_read_failed",
@@ -363,7 +367,12 @@ mod tests {
             disk.heal();
         };
         let (read, ()) = tokio::join!(
-            read_durable(&disk, "svc/state", crate::testing::quick_read_retry(50), "svc"),
+            read_durable(
+                &disk,
+                "svc/state",
+                crate::testing::quick_read_retry(50),
+                "svc"
+            ),
             healer
         );
         assert_eq!(read.unwrap().as_deref(), Some(&b"state"[..]));
@@ -381,9 +390,14 @@ mod tests {
         // Method: a disk that never heals, four attempts allowed.
         let root = TempRoot::new("read-gives-up");
         let disk = crate::testing::FailingDisk::failing(TokioStorage::new(&root.0));
-        let error = read_durable(&disk, "svc/state", crate::testing::quick_read_retry(4), "svc")
-            .await
-            .unwrap_err();
+        let error = read_durable(
+            &disk,
+            "svc/state",
+            crate::testing::quick_read_retry(4),
+            "svc",
+        )
+        .await
+        .unwrap_err();
         assert_eq!(error.attempts, 4);
         assert_eq!(disk.failures(), 4);
         let text = error.to_string();

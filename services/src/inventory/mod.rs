@@ -76,9 +76,14 @@ pub async fn run_inventory<T: Transport, S: Storage>(
     config: InventoryConfig,
 ) -> Result<(), InventoryError> {
     config.validate();
-    let bytes = read_durable(&storage, &config.state_path, config.state_read_retry, "inventory")
-        .await
-        .map_err(InventoryError::Read)?;
+    let bytes = read_durable(
+        &storage,
+        &config.state_path,
+        config.state_read_retry,
+        "inventory",
+    )
+    .await
+    .map_err(InventoryError::Read)?;
     let start = Instant::now();
     let core = InventoryCore::recover(&config, bytes.as_deref(), start.elapsed())?;
     let listener = transport

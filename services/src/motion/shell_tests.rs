@@ -9,8 +9,8 @@ use super::{MotionError, run_motion};
 use crate::rpc::RpcClient;
 use crate::storage::{Storage, TokioStorage};
 use crate::testing::{
-    FailingDisk, PortReporting, RigidDrive, TempRoot, fail_three_reads_then_heal,
-    quick_read_retry, record_trace, test_motion_config,
+    FailingDisk, PortReporting, RigidDrive, TempRoot, fail_three_reads_then_heal, quick_read_retry,
+    record_trace, test_motion_config,
 };
 use crate::transport::TokioTransport;
 
@@ -42,7 +42,10 @@ async fn a_motion_service_restarted_on_a_failing_disk_serves_once_the_disk_heals
             .call("127.0.0.1", port, &lease("a"), TIMEOUT)
             .await
             .unwrap();
-        assert!(matches!(answer, MotionResponse::Lease { token: 1, .. }), "{answer:?}");
+        assert!(
+            matches!(answer, MotionResponse::Lease { token: 1, .. }),
+            "{answer:?}"
+        );
     };
     tokio::select! {
         biased;
@@ -65,7 +68,10 @@ async fn a_motion_service_restarted_on_a_failing_disk_serves_once_the_disk_heals
             .call("127.0.0.1", port, &lease("b"), TIMEOUT)
             .await
             .unwrap();
-        assert!(matches!(answer, MotionResponse::Lease { token: 2, .. }), "{answer:?}");
+        assert!(
+            matches!(answer, MotionResponse::Lease { token: 2, .. }),
+            "{answer:?}"
+        );
     };
     tokio::select! {
         biased;
@@ -100,7 +106,10 @@ async fn a_damaged_state_keeps_the_motion_service_down_at_once() {
         config,
     )
     .await;
-    assert!(matches!(result, Err(MotionError::CorruptState(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(MotionError::CorruptState(_))),
+        "{result:?}"
+    );
     assert!(trace.named("durable_read_failed").is_empty());
 }
 

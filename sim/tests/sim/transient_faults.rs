@@ -75,7 +75,10 @@ fn a_motion_host_restarted_during_disk_io_errors_serves_once_the_disk_heals() {
 
     // The schedule reaches the path: the restarted service's reads failed while the disk did.
     let read_failed = on_motion("durable_read_failed");
-    assert!(!read_failed.is_empty(), "the restart never met the I/O error");
+    assert!(
+        !read_failed.is_empty(),
+        "the restart never met the I/O error"
+    );
     // Faults due by a tick's end start at the tick's start: the restart lands at 2.199 s.
     let (healed, restarted) = (Duration::from_secs(3), Duration::from_millis(2199));
     assert!(
@@ -86,7 +89,11 @@ fn a_motion_host_restarted_during_disk_io_errors_serves_once_the_disk_heals() {
 
     // It started again once the disk healed, within the longest backoff (1 s).
     let started = on_motion("motion_started");
-    assert_eq!(started.len(), 2, "the first start and the one after the restart");
+    assert_eq!(
+        started.len(),
+        2,
+        "the first start and the one after the restart"
+    );
     assert!(
         started[1].t >= healed && started[1].t <= healed + Duration::from_secs(1),
         "restarted service started at {:?}",
