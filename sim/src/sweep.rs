@@ -387,8 +387,8 @@ pub fn sort_results(results: &mut [SeedResult]) {
 /// calling thread as it arrives (completion order, for progress); returns the results in item
 /// order. Workers take the next item from a shared counter, so a slow item never idles the rest.
 // The worker pool lives outside every simulation: each item is one whole single-threaded run,
-// started and finished on one worker, so the determinism ban on threads (clippy.toml, DESIGN.md
-// §3) does not apply to it. This is the one place sim spawns threads.
+// started and finished on one worker, so the determinism ban on threads (clippy.toml,
+// docs/DESIGN.md §3) does not apply to it. This is the one place sim spawns threads.
 #[allow(clippy::disallowed_methods)]
 pub fn parallel_map<T: Sync, R: Send>(
     items: &[T],

@@ -1,4 +1,4 @@
-//! The one integration-test binary of the `hil` crate (STYLE.md, habit 9).
+//! The one integration-test binary of the `hil` crate (docs/STYLE.md, habit 9).
 
 mod bench;
 mod peer;

@@ -12,8 +12,8 @@
 //!   accept loop (`tokio::select!`, `biased;`), so nothing is spawned and the gateway runs on a
 //!   turmoil host's current-thread runtime. hyper's timer is `TokioTimer` (tokio time, simulated
 //!   under turmoil; hyper asks the timer for `now`, so its deadlines are on the same clock) and
-//!   its `Date` header is off because it is the wall clock (DESIGN.md §3). hyper's server still
-//!   refreshes its date cache from `SystemTime::now` on every poll (hyper 1.12,
+//!   its `Date` header is off because it is the wall clock (docs/DESIGN.md §3). hyper's server
+//!   still refreshes its date cache from `SystemTime::now` on every poll (hyper 1.12,
 //!   `proto/h1/dispatch.rs`), but with the header off that value never reaches a byte sent.
 //! - **One task, shared state in `Rc`.** Requests on different connections interleave at await
 //!   points; the core sits in a `RefCell` borrowed only between awaits, never across one.

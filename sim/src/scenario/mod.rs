@@ -7,6 +7,7 @@
 //! how to fix it. What a scenario *means* at run time (hosts, links, drives) is `world.rs`.
 
 mod file;
+mod keys;
 pub mod services;
 mod source;
 
