@@ -4,6 +4,8 @@
 //! of significant digits by [`Report::rounded`]) and sweeps. It is built by `run.rs` from the
 //! run's trace, oracle verdicts and per-axis statistics; it does no judging of its own.
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use crate::fault::Fault;
@@ -48,7 +50,10 @@ pub struct Report {
 pub struct ServiceDown {
     pub host: String,
     pub service: String,
-    #[serde(serialize_with = "serialize_duration_s", rename = "since_s")]
+    #[serde(
+        serialize_with = "crate::seconds::serialize_duration_s",
+        rename = "since_s"
+    )]
     pub since: Duration,
     /// The service's own error, as it gave it.
     pub reason: String,
