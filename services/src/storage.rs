@@ -9,6 +9,12 @@
 //! rename it over the old one, fsync the directory). A service that must not lose a decision
 //! writes it with `replace` (or `append` + `sync`) before it acts on it.
 //!
+//! A service reads its durable state at start-up through [`read_durable`], which rides out a
+//! disk that fails for a while (an I/O error is a fault that ends; a service that gave up on it
+//! would stay down after the disk healed): it retries with backoff within [`ReadRetry`]'s named
+//! limit. Only state that reads but does not decode (damage) keeps a service down, and that is
+//! each service's own decision.
+//!
 //! `TokioStorage` uses `tokio::fs`, which runs blocking calls on tokio's blocking pool: fine for
 //! real runs, never reached by the simulation (which uses its own `Storage`).
 
@@ -16,10 +22,17 @@ use std::future::Future;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
+use std::time::Duration;
+
 use tokio::io::AsyncWriteExt;
+
+use crate::resilience::retry::exponential_backoff;
 
 /// Longest accepted relative path, in bytes: a limit, like every other input.
 pub const PATH_LENGTH_MAX: usize = 255;
+
+/// Upper bound of `ReadRetry::attempts_max`.
+pub const READ_ATTEMPTS_MAX_LIMIT: u32 = 100_000;
 
 /// Durable bytes addressed by relative paths such as `"motion/state"`.
 pub trait Storage: Clone + 'static {
@@ -35,6 +48,126 @@ pub trait Storage: Clone + 'static {
     /// Replaces the whole file with `bytes`, atomically and durably: after a crash the file
     /// holds either the old or the new contents, and the new once this returns `Ok`.
     fn replace(&self, path: &str, bytes: &[u8]) -> impl Future<Output = io::Result<()>>;
+}
+
+/// How a service retries reading its durable state while its disk fails: exponential backoff
+/// without jitter (a service retrying its own disk contends with no one, so there is no herd to
+/// spread and no random stream to spend), within `attempts_max` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadRetry {
+    /// Wait after the first failed read.
+    pub backoff_initial: Duration,
+    /// Longest wait between reads: how late, at most, a service starts after its disk healed.
+    pub backoff_max: Duration,
+    /// Reads, the first included, before the service gives up: 1..=`READ_ATTEMPTS_MAX_LIMIT`.
+    pub attempts_max: u32,
+}
+
+impl Default for ReadRetry {
+    /// 10 ms doubling up to 1 s, 600 reads: a service starts within a second of its disk
+    /// healing, and gives up only on a disk that failed every read for about ten minutes (no
+    /// longer a transient fault; no shipped storm's fault lasts more than seconds).
+    fn default() -> ReadRetry {
+        ReadRetry {
+            backoff_initial: Duration::from_millis(10),
+            backoff_max: Duration::from_secs(1),
+            attempts_max: 600,
+        }
+    }
+}
+
+impl ReadRetry {
+    /// Panics on numbers that cannot work: a retry is configuration, checked once.
+    pub fn validate(&self) {
+        assert!(
+            (1..=READ_ATTEMPTS_MAX_LIMIT).contains(&self.attempts_max),
+            "read attempts_max must be in 1..={READ_ATTEMPTS_MAX_LIMIT}, got {}",
+            self.attempts_max
+        );
+        assert!(
+            !self.backoff_initial.is_zero() && self.backoff_initial <= self.backoff_max,
+            "read backoff_initial {:?} must be positive and at most backoff_max {:?}",
+            self.backoff_initial,
+            self.backoff_max
+        );
+    }
+
+    /// The wait after failed read `attempt` (1-based).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        exponential_backoff(self.backoff_initial, self.backoff_max, attempt)
+    }
+}
+
+/// A service's durable state could not be read: the disk failed every read within the limit, or
+/// failed in a way no retry mends (a path the storage refuses).
+#[derive(Debug, thiserror::Error)]
+#[error("{attempts} reads of `{path}` failed over {waited_ms} ms, the last with: {last}")]
+pub struct ReadGaveUp {
+    pub path: String,
+    pub attempts: u32,
+    /// Time spent waiting between the reads.
+    pub waited_ms: u64,
+    #[source]
+    pub last: io::Error,
+}
+
+/// Reads `path` for `service`'s start-up, retrying a failing disk per `retry` (see the module
+/// docs). Each failed read is traced `durable_read_failed` (service, attempt, error_kind,
+/// retry_in_ms, absent on the last); a read that succeeds after failures is traced
+/// `durable_read_recovered` (service, attempts). Errors of kind `InvalidInput` (a path the
+/// storage refuses) are not retried: no healing disk mends them.
+pub async fn read_durable<S: Storage>(
+    storage: &S,
+    path: &str,
+    retry: ReadRetry,
+    service: &'static str,
+) -> Result<Option<Vec<u8>>, ReadGaveUp> {
+    retry.validate();
+    let mut waited = Duration::ZERO;
+    let mut attempt = 1;
+    loop {
+        match storage.read(path).await {
+            Ok(bytes) => {
+                if attempt > 1 {
+                    tracing::info!(
+                        event = "durable_read_recovered",
+                        service,
+                        attempts = attempt
+                    );
+                }
+                return Ok(bytes);
+            }
+            Err(error) => {
+                let last =
+                    attempt >= retry.attempts_max || error.kind() == io::ErrorKind::InvalidInput;
+                if last {
+                    tracing::warn!(
+                        event = "durable_read_failed",
+                        service,
+                        attempt,
+                        error_kind = ?error.kind(),
+                    );
+                    return Err(ReadGaveUp {
+                        path: path.to_owned(),
+                        attempts: attempt,
+                        waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+                        last: error,
+                    });
+                }
+                let delay = retry.backoff(attempt);
+                tracing::warn!(
+                    event = "durable_read_failed",
+                    service,
+                    attempt,
+                    error_kind = ?error.kind(),
+                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                );
+                tokio::time::sleep(delay).await;
+                waited += delay;
+                attempt += 1;
+            }
+        }
+    }
 }
 
 /// `Storage` over `tokio::fs`, every path relative to `root`.
@@ -214,6 +347,92 @@ mod tests {
             assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "path {path:?}");
         }
         assert!(!root.0.exists(), "nothing may be created for refused paths");
+    }
+
+    #[tokio::test]
+    async fn a_start_up_read_rides_out_a_disk_that_heals() {
+        // Goal: a service reading its state while the disk fails gets the state once the disk
+        // heals, not an error. Method: a disk failing from the start over a real file; heal it
+        // after three failed reads; the read returns the file, with each failure and the
+        // recovery traced.
+        let root = TempRoot::new("read-heals");
+        let real = TokioStorage::new(&root.0);
+        real.replace("svc/state", b"state").await.unwrap();
+        let disk = crate::testing::FailingDisk::failing(real);
+        let (trace, _guard) = crate::testing::record_trace();
+        let healer = async {
+            while disk.failures() < 3 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            disk.heal();
+        };
+        let (read, ()) = tokio::join!(
+            read_durable(
+                &disk,
+                "svc/state",
+                crate::testing::quick_read_retry(50),
+                "svc"
+            ),
+            healer
+        );
+        assert_eq!(read.unwrap().as_deref(), Some(&b"state"[..]));
+        let failed = trace.named("durable_read_failed");
+        assert!(failed.len() >= 3, "{failed:?}");
+        assert!(failed.iter().all(|e| e.field("retry_in_ms").is_some()));
+        let recovered = trace.named("durable_read_recovered");
+        assert_eq!(recovered.len(), 1);
+        assert_eq!(recovered[0].u64("attempts"), failed.len() as u64 + 1);
+    }
+
+    #[tokio::test]
+    async fn a_start_up_read_gives_up_at_its_limit_and_says_so() {
+        // Goal: the retry loop is bounded, and its error says how many reads failed and why.
+        // Method: a disk that never heals, four attempts allowed.
+        let root = TempRoot::new("read-gives-up");
+        let disk = crate::testing::FailingDisk::failing(TokioStorage::new(&root.0));
+        let error = read_durable(
+            &disk,
+            "svc/state",
+            crate::testing::quick_read_retry(4),
+            "svc",
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(error.attempts, 4);
+        assert_eq!(disk.failures(), 4);
+        let text = error.to_string();
+        assert!(
+            text.contains("4 reads of `svc/state` failed") && text.contains("I/O error"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_path_is_not_retried() {
+        // Goal: an error no healing disk mends ends the loop at once. Method: an escaping path.
+        let root = TempRoot::new("read-refused");
+        let storage = TokioStorage::new(&root.0);
+        let error = read_durable(&storage, "../x", ReadRetry::default(), "svc")
+            .await
+            .unwrap_err();
+        assert_eq!(error.attempts, 1);
+        assert_eq!(error.last.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn the_default_read_retry_starts_within_a_second_and_gives_up_after_about_ten_minutes() {
+        // Goal: the default's documented numbers hold. Method: sum its waits.
+        let retry = ReadRetry::default();
+        retry.validate();
+        assert_eq!(retry.backoff(1), Duration::from_millis(10));
+        assert_eq!(retry.backoff(7), Duration::from_millis(640));
+        assert_eq!(retry.backoff(8), Duration::from_secs(1));
+        assert!((1..retry.attempts_max).all(|n| retry.backoff(n) <= Duration::from_secs(1)));
+        let window: Duration = (1..retry.attempts_max).map(|n| retry.backoff(n)).sum();
+        assert!(
+            (Duration::from_secs(540)..=Duration::from_secs(660)).contains(&window),
+            "{window:?}"
+        );
     }
 
     #[tokio::test]

@@ -335,3 +335,94 @@ pub(crate) async fn until_traced(trace: &Trace, name: &str, fields: &[(&str, &st
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
+
+/// A `Storage` whose every operation fails while its switch is on (a disk returning I/O errors),
+/// over a real one: what a shell test needs to show a service riding out a failing disk.
+#[derive(Clone, Debug)]
+pub(crate) struct FailingDisk<S> {
+    inner: S,
+    failing: Rc<Cell<bool>>,
+    /// Operations refused so far.
+    failures: Rc<Cell<u64>>,
+}
+
+impl<S: crate::storage::Storage> FailingDisk<S> {
+    /// `inner`, failing from the start.
+    pub(crate) fn failing(inner: S) -> FailingDisk<S> {
+        FailingDisk {
+            inner,
+            failing: Rc::new(Cell::new(true)),
+            failures: Rc::new(Cell::new(0)),
+        }
+    }
+
+    /// The disk heals: every later operation reaches `inner`.
+    pub(crate) fn heal(&self) {
+        self.failing.set(false);
+    }
+
+    /// Operations refused so far.
+    pub(crate) fn failures(&self) -> u64 {
+        self.failures.get()
+    }
+
+    fn check(&self) -> io::Result<()> {
+        if self.failing.get() {
+            self.failures.set(self.failures.get() + 1);
+            return Err(io::Error::other("test disk: I/O error"));
+        }
+        Ok(())
+    }
+}
+
+impl<S: crate::storage::Storage> crate::storage::Storage for FailingDisk<S> {
+    async fn read(&self, path: &str) -> io::Result<Option<Vec<u8>>> {
+        self.check()?;
+        self.inner.read(path).await
+    }
+
+    async fn append(&self, path: &str, bytes: &[u8]) -> io::Result<()> {
+        self.check()?;
+        self.inner.append(path, bytes).await
+    }
+
+    async fn sync(&self, path: &str) -> io::Result<()> {
+        self.check()?;
+        self.inner.sync(path).await
+    }
+
+    async fn replace(&self, path: &str, bytes: &[u8]) -> io::Result<()> {
+        self.check()?;
+        self.inner.replace(path, bytes).await
+    }
+}
+
+/// A read retry short enough for tests on the wall clock: 1 ms doubling to 4 ms, `attempts_max`
+/// reads.
+pub(crate) fn quick_read_retry(attempts_max: u32) -> crate::storage::ReadRetry {
+    crate::storage::ReadRetry {
+        backoff_initial: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(4),
+        attempts_max,
+    }
+}
+
+/// The first half of every "starts once its disk heals" shell test: waits until the service
+/// (whose `started` event must not have been traced yet) failed three start-up reads of `disk`,
+/// then heals the disk. The caller then waits for the port and makes a call that needs a
+/// durable write.
+pub(crate) async fn fail_three_reads_then_heal<S: crate::storage::Storage>(
+    disk: &FailingDisk<S>,
+    trace: &Trace,
+    started: &str,
+) {
+    while trace.named("durable_read_failed").len() < 3 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(
+        trace.named(started).is_empty(),
+        "the service started on a disk it could not read"
+    );
+    assert!(trace.named("service_exited").is_empty());
+    disk.heal();
+}

@@ -471,6 +471,15 @@ fn run_scenario(
                 axis.watchdog_trips
             );
         }
+        for down in &report.services_down {
+            println!(
+                "{} on {} down since {:.3} s: {}",
+                down.service,
+                down.host,
+                down.since.as_secs_f64(),
+                down.reason
+            );
+        }
         for oracle in &report.oracles {
             let mark = if oracle.holds { "holds" } else { "FAILS" };
             println!(

@@ -4,6 +4,8 @@
 //! of significant digits by [`Report::rounded`]) and sweeps. It is built by `run.rs` from the
 //! run's trace, oracle verdicts and per-axis statistics; it does no judging of its own.
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use crate::fault::Fault;
@@ -36,6 +38,25 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub orders: Option<OrderCounts>,
     pub axes: Vec<AxisReport>,
+    /// Services that exited and were still down when the run ended (absent when none): with
+    /// start-up reads that ride out a failing disk, only a service that refused its durable
+    /// state (or could not bind its port) stays down, and this says which and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services_down: Vec<ServiceDown>,
+}
+
+/// A service that exited (`service_exited`) and emitted nothing more until the run ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceDown {
+    pub host: String,
+    pub service: String,
+    #[serde(
+        serialize_with = "crate::seconds::serialize_duration_s",
+        rename = "since_s"
+    )]
+    pub since: Duration,
+    /// The service's own error, as it gave it.
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

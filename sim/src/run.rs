@@ -12,7 +12,8 @@ use std::time::Duration;
 use crate::fault::{Fault, draw_chaos};
 use crate::oracle::{self, AxisSample, DETERMINISM_ID, DETERMINISM_STATEMENT, Oracle, Violation};
 use crate::report::{
-    AxisReport, Expectation, MoveCounts, OracleReport, OrderCounts, Report, Samples, Verdict,
+    AxisReport, Expectation, MoveCounts, OracleReport, OrderCounts, Report, Samples, ServiceDown,
+    Verdict,
 };
 use crate::scenario::Scenario;
 use crate::seed::{Seed, Stream};
@@ -166,6 +167,7 @@ pub fn run_observed(
         moves: first.stats.moves(),
         orders: first.stats.orders.as_ref().map(OrderStats::counts),
         axes: first.axes,
+        services_down: first.stats.down.values().cloned().collect(),
     };
     RunOutput {
         report,
@@ -290,6 +292,9 @@ struct Statistics {
     series: Vec<AxisSeries>,
     decimation: u64,
     record_series: bool,
+    /// Host → the service that exited there, while the host has emitted nothing since (a
+    /// host's service and companions end together, so any later event means it runs again).
+    down: BTreeMap<String, ServiceDown>,
 }
 
 #[derive(Default)]
@@ -396,12 +401,26 @@ impl Statistics {
                 .collect(),
             decimation: samples.div_ceil(SERIES_POINT_COUNT_MAX as u64).max(1),
             record_series,
+            down: BTreeMap::new(),
         }
     }
 
     fn on_event(&mut self, e: &TraceEvent) {
         if let Some(orders) = self.orders.as_mut() {
             orders.on_event(e);
+        }
+        if e.name == "service_exited" {
+            self.down.insert(
+                e.host.clone(),
+                ServiceDown {
+                    host: e.host.clone(),
+                    service: e.field("service").unwrap_or("?").to_owned(),
+                    since: e.t,
+                    reason: e.field("error").unwrap_or("?").to_owned(),
+                },
+            );
+        } else if !self.down.is_empty() {
+            self.down.remove(&e.host);
         }
         let key = || (e.host.clone(), e.field_u64("request_id").unwrap_or(0));
         match e.name.as_str() {

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::protocol::{GroupName, TopicName};
+use crate::storage::ReadRetry;
 
 /// The port the bus listens on unless configured otherwise.
 pub const BUS_PORT: u16 = 7400;
@@ -62,6 +63,8 @@ pub struct BusConfig {
     pub compact_after_records: u64,
     /// Wait before the next write after a failed one.
     pub write_retry_delay: Duration,
+    /// How reading the log at start-up rides out a failing disk.
+    pub log_read_retry: ReadRetry,
     /// PLANTED BUG, for testing the oracles only: a message that exhausted `max_deliver` is
     /// dropped silently instead of dead-lettered. A correct bus never sets it; a test sets it to
     /// show that oracle MQ1 (every published message is acked or dead-lettered) catches it.
@@ -72,7 +75,8 @@ impl BusConfig {
     /// Defaults after JetStream: ack wait 30 s, duplicate window 2 min, 1000 pending acks;
     /// `max_deliver` 20 after RabbitMQ's quorum queues (JetStream's default is unlimited, which
     /// would never dead-letter); 10 000 retained messages per topic; fetches wait at most 30 s;
-    /// compaction after 10 000 records; disk retry after 10 ms; log at `bus/log`.
+    /// compaction after 10 000 records; disk retry after 10 ms (start-up reads per `ReadRetry::default`); log
+    /// at `bus/log`.
     pub fn new(topics: Vec<TopicConfig>) -> BusConfig {
         BusConfig {
             port: BUS_PORT,
@@ -86,6 +90,7 @@ impl BusConfig {
             fetch_wait_max: Duration::from_secs(30),
             compact_after_records: 10_000,
             write_retry_delay: Duration::from_millis(10),
+            log_read_retry: ReadRetry::default(),
             drop_after_max_deliver: false,
         }
     }
@@ -145,5 +150,6 @@ impl BusConfig {
             !self.write_retry_delay.is_zero(),
             "write_retry_delay must be positive (a zero delay would spin on a failing disk)"
         );
+        self.log_read_retry.validate();
     }
 }

@@ -30,7 +30,9 @@
 //! sequence, msg_id, deliveries, reason `max_deliver` | `term`); `bus_rejected` (topic,
 //! reason); `bus_recovered` (records, messages, truncated_bytes); `bus_started` (port);
 //! `outbox_relayed` (topic, msg_id, sequence, duplicate, attempts) from producers; from the
-//! shell `state_write_failed`. After a crash a dead-lettering that was not yet durable happens
+//! shell `state_write_failed`; while the log cannot be read at start-up, `durable_read_failed`
+//! and then `durable_read_recovered` (`storage::read_durable`: the bus starts once its disk
+//! heals). After a crash a dead-lettering that was not yet durable happens
 //! (and is traced) again.
 
 pub mod client;
@@ -57,7 +59,7 @@ pub use self::protocol::{
     TopicName,
 };
 use crate::durable_server::{ServerSettings, run_durable_server};
-use crate::storage::Storage;
+use crate::storage::{ReadGaveUp, Storage, read_durable};
 use crate::transport::Transport;
 
 /// Why the bus could not run.
@@ -69,8 +71,9 @@ pub enum BusError {
         #[source]
         source: io::Error,
     },
+    /// The disk failed every read of the log within `BusConfig::log_read_retry`.
     #[error("bus: cannot read the log: {0}")]
-    Read(#[source] io::Error),
+    Read(#[source] ReadGaveUp),
     /// The log is damaged outside its tail: starting could lose or repeat messages.
     #[error("bus: log refused: {0}")]
     Log(#[from] LogError),
@@ -84,8 +87,7 @@ pub async fn run_bus<T: Transport, S: Storage>(
     config: BusConfig,
 ) -> Result<(), BusError> {
     config.validate();
-    let bytes = storage
-        .read(&config.log_path)
+    let bytes = read_durable(&storage, &config.log_path, config.log_read_retry, "bus")
         .await
         .map_err(BusError::Read)?;
     let start = Instant::now();
@@ -208,5 +210,48 @@ mod shell_tests {
             }
             () = second_run => {}
         }
+    }
+
+    #[tokio::test]
+    async fn a_bus_started_on_a_failing_disk_serves_once_the_disk_heals() {
+        // Goal: a bus (re)started while its disk returns I/O errors does not exit: it retries
+        // reading its log and serves once the disk heals (see `storage::read_durable`).
+        // Method: a disk failing from the start; after three failed reads heal it; the bus
+        // binds and acknowledges a publish (which needs a sync).
+        let root = TempRoot::new("bus-heals");
+        let disk = crate::testing::FailingDisk::failing(TokioStorage::new(&root.0));
+        let (trace, _guard) = crate::testing::record_trace();
+        let transport = PortReporting::default();
+        let topic = TopicName::new("motion");
+        let mut config = BusConfig::new(vec![TopicConfig {
+            name: topic.clone(),
+            groups: vec![GroupName::new("orders")],
+        }]);
+        config.port = 0;
+        config.log_read_retry = crate::testing::quick_read_retry(1000);
+        let check = async {
+            crate::testing::fail_three_reads_then_heal(&disk, &trace, "bus_started").await;
+            let port = transport.port().await;
+            let client = BusClient::with_port(TokioTransport::loopback(), "127.0.0.1", port);
+            let entries = vec![OutboxEntry {
+                msg_id: MessageId(7),
+                topic: topic.clone(),
+                payload: vec![7],
+            }];
+            let mut rng = ChaCha8Rng::seed_from_u64(1);
+            let timeout = Duration::from_secs(5);
+            let (confirmed, stop) =
+                relay(&client, &entries, RetryPolicy::default(), timeout, &mut rng).await;
+            assert_eq!((confirmed, stop), (vec![MessageId(7)], None));
+        };
+        tokio::select! {
+            biased;
+            result = run_bus(transport.clone(), disk.clone(), config) => {
+                panic!("bus stopped: {result:?}")
+            }
+            () = check => {}
+        }
+        assert_eq!(trace.named("durable_read_recovered").len(), 1);
+        assert_eq!(trace.named("bus_published").len(), 1);
     }
 }

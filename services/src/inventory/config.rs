@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::protocol::PartId;
+use crate::storage::ReadRetry;
 
 /// The port the inventory listens on unless configured otherwise.
 pub const INVENTORY_PORT: u16 = 7500;
@@ -33,12 +34,15 @@ pub struct InventoryConfig {
     pub reservations_max: usize,
     /// Wait before the next write after a failed one.
     pub write_retry_delay: Duration,
+    /// How reading the state at start-up rides out a failing disk.
+    pub state_read_retry: ReadRetry,
 }
 
 impl InventoryConfig {
     /// Defaults: port `INVENTORY_PORT`, state at `inventory/state`, 60 s reservations (no
     /// anchor has a default here: one minute is far above a saga's forward path of a few
-    /// seconds, so only abandoned reservations expire), 10 000 records, disk retry after 10 ms.
+    /// seconds, so only abandoned reservations expire), 10 000 records, disk retry after 10 ms (start-up
+    /// reads per `ReadRetry::default`).
     pub fn new(parts: Vec<(PartId, u64)>) -> InventoryConfig {
         InventoryConfig {
             port: INVENTORY_PORT,
@@ -47,6 +51,7 @@ impl InventoryConfig {
             reservation_ttl: Duration::from_secs(60),
             reservations_max: 10_000,
             write_retry_delay: Duration::from_millis(10),
+            state_read_retry: ReadRetry::default(),
         }
     }
 
@@ -72,5 +77,6 @@ impl InventoryConfig {
             !self.write_retry_delay.is_zero(),
             "write_retry_delay must be positive (a zero delay would spin on a failing disk)"
         );
+        self.state_read_retry.validate();
     }
 }

@@ -27,7 +27,9 @@
 //! `stock_initialized` (part, initial); after a restart `inventory_recovered` (part and its
 //! counts) and `reservation_recovered` (saga, part, quantity, expires_in_ms) for every open
 //! reservation, before any other event of the new run; `inventory_started` (port); from the
-//! shell `state_write_failed`.
+//! shell `state_write_failed`; while the state cannot be read at start-up, `durable_read_failed`
+//! and then `durable_read_recovered` (`storage::read_durable`: the inventory starts once its
+//! disk heals).
 
 pub mod config;
 pub mod core;
@@ -46,7 +48,7 @@ pub use self::core::InventoryCore;
 pub use self::durable::StateError;
 pub use self::protocol::{InventoryRequest, InventoryResponse, PartId, Refusal, SagaId, StockView};
 use crate::durable_server::{ServerSettings, run_durable_server};
-use crate::storage::Storage;
+use crate::storage::{ReadGaveUp, Storage, read_durable};
 use crate::transport::Transport;
 
 /// Why the inventory could not run.
@@ -58,8 +60,9 @@ pub enum InventoryError {
         #[source]
         source: io::Error,
     },
+    /// The disk failed every read of the state within `InventoryConfig::state_read_retry`.
     #[error("inventory: cannot read the state: {0}")]
-    Read(#[source] io::Error),
+    Read(#[source] ReadGaveUp),
     /// The state file is damaged: starting would risk breaking stock conservation.
     #[error("inventory: state refused: {0}")]
     State(#[from] StateError),
@@ -73,10 +76,14 @@ pub async fn run_inventory<T: Transport, S: Storage>(
     config: InventoryConfig,
 ) -> Result<(), InventoryError> {
     config.validate();
-    let bytes = storage
-        .read(&config.state_path)
-        .await
-        .map_err(InventoryError::Read)?;
+    let bytes = read_durable(
+        &storage,
+        &config.state_path,
+        config.state_read_retry,
+        "inventory",
+    )
+    .await
+    .map_err(InventoryError::Read)?;
     let start = Instant::now();
     let core = InventoryCore::recover(&config, bytes.as_deref(), start.elapsed())?;
     let listener = transport
@@ -189,5 +196,51 @@ mod shell_tests {
             }
             () = second_run => {}
         }
+    }
+
+    #[tokio::test]
+    async fn an_inventory_started_on_a_failing_disk_serves_once_the_disk_heals() {
+        // Goal: an inventory (re)started while its disk returns I/O errors does not exit: it
+        // retries reading its state and serves once the disk heals (see
+        // `storage::read_durable`). Method: a disk failing from the start; after three failed
+        // reads heal it; the inventory binds and answers a reservation (which needs a write).
+        let root = TempRoot::new("inventory-heals");
+        let disk = crate::testing::FailingDisk::failing(TokioStorage::new(&root.0));
+        let (trace, _guard) = crate::testing::record_trace();
+        let transport = PortReporting::default();
+        let part = PartId::new("bolt");
+        let mut config = InventoryConfig::new(vec![(part.clone(), 10)]);
+        config.port = 0;
+        config.state_read_retry = crate::testing::quick_read_retry(1000);
+        let check = async {
+            crate::testing::fail_three_reads_then_heal(&disk, &trace, "inventory_started").await;
+            let port = transport.port().await;
+            let client = RpcClient::new(TokioTransport::loopback());
+            let answer: InventoryResponse = client
+                .call(
+                    "127.0.0.1",
+                    port,
+                    &InventoryRequest::Reserve {
+                        saga: SagaId(1),
+                        part: part.clone(),
+                        quantity: 2,
+                    },
+                    Duration::from_secs(5),
+                )
+                .await
+                .unwrap();
+            assert!(
+                matches!(answer, InventoryResponse::Reserved { .. }),
+                "{answer:?}"
+            );
+        };
+        tokio::select! {
+            biased;
+            result = run_inventory(transport.clone(), disk.clone(), config) => {
+                panic!("inventory stopped: {result:?}")
+            }
+            () = check => {}
+        }
+        assert_eq!(trace.named("durable_read_recovered").len(), 1);
     }
 }

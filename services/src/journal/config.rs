@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::storage::ReadRetry;
+
 /// The port the journal listens on unless configured otherwise.
 pub const JOURNAL_PORT: u16 = 7300;
 
@@ -27,6 +29,8 @@ pub struct JournalConfig {
     pub read_wait_max: Duration,
     /// Wait before the next write after a failed one.
     pub write_retry_delay: Duration,
+    /// How reading the log at start-up rides out a failing disk.
+    pub log_read_retry: ReadRetry,
     /// PLANTED BUG, for testing the oracles only: acknowledge an append as soon as it is
     /// decided, before its bytes are synced, so a crash can lose an acknowledged event. A
     /// correct journal never sets it; a test sets it to show that oracle ES6 (every acknowledged
@@ -36,8 +40,8 @@ pub struct JournalConfig {
 
 impl Default for JournalConfig {
     /// Port `JOURNAL_PORT`, log at `journal/log`, up to 1 000 000 events, long polls of at most
-    /// 30 s (KurrentDB's persistent-subscription message timeout), disk retry after 10 ms, acks
-    /// after sync.
+    /// 30 s (KurrentDB's persistent-subscription message timeout), disk retry after 10 ms (start-up reads per
+    /// `ReadRetry::default`), acks after sync.
     fn default() -> JournalConfig {
         JournalConfig {
             port: JOURNAL_PORT,
@@ -45,6 +49,7 @@ impl Default for JournalConfig {
             events_max: 1_000_000,
             read_wait_max: Duration::from_secs(30),
             write_retry_delay: Duration::from_millis(10),
+            log_read_retry: ReadRetry::default(),
             ack_before_sync: false,
         }
     }
@@ -68,5 +73,6 @@ impl JournalConfig {
             !self.write_retry_delay.is_zero(),
             "write_retry_delay must be positive (a zero delay would spin on a failing disk)"
         );
+        self.log_read_retry.validate();
     }
 }

@@ -18,7 +18,8 @@
 //!   answer is released only after the sync returned. Answers that report state (conflicts,
 //!   duplicates) also wait until that state is durable, and reads return durable events only.
 //!   So a crash never takes back anything a client was told.
-//! - **Recovery** scans the file, drops a torn tail (an unsynced append cut by the crash) and
+//! - **Recovery** reads the file (riding out a failing disk, `storage::read_durable`: the
+//!   journal starts once the disk heals), scans it, drops a torn tail (an unsynced append cut by the crash) and
 //!   rewrites the file without it before appending again; damage anywhere else stops the
 //!   journal from starting (`JournalError::Log`): dropping it could lose acknowledged events.
 //! - **Catch-up subscriptions** are long polls: `ReadAll` from a checkpoint returns history at
@@ -42,7 +43,8 @@
 //!   `journal_ack` must lie below it (ES6); `digest` (16 hex digits) is `JournalCore::digest`
 //!   of the recovered log, to compare with the log the appends built (ES5);
 //! - `journal_started` (port), and from the shared shell `state_write_failed` (service, ticket,
-//!   error_kind).
+//!   error_kind); while the log cannot be read, `durable_read_failed` and then
+//!   `durable_read_recovered` (`storage::read_durable`).
 
 pub mod client;
 pub mod config;
@@ -68,7 +70,7 @@ pub use self::protocol::{
     RejectReason, StreamName,
 };
 use crate::durable_server::{ServerSettings, run_durable_server};
-use crate::storage::Storage;
+use crate::storage::{ReadGaveUp, Storage, read_durable};
 use crate::transport::Transport;
 
 /// Why the journal could not run.
@@ -80,8 +82,9 @@ pub enum JournalError {
         #[source]
         source: io::Error,
     },
+    /// The disk failed every read of the log within `JournalConfig::log_read_retry`.
     #[error("journal: cannot read the log: {0}")]
-    Read(#[source] io::Error),
+    Read(#[source] ReadGaveUp),
     /// The log is damaged outside its tail: starting could lose acknowledged events.
     #[error("journal: log refused: {0}")]
     Log(#[from] LogError),
@@ -95,8 +98,7 @@ pub async fn run_journal<T: Transport, S: Storage>(
     config: JournalConfig,
 ) -> Result<(), JournalError> {
     config.validate();
-    let bytes = storage
-        .read(&config.log_path)
+    let bytes = read_durable(&storage, &config.log_path, config.log_read_retry, "journal")
         .await
         .map_err(JournalError::Read)?;
     let core = JournalCore::recover(&config, bytes.as_deref())?;

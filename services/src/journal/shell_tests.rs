@@ -184,3 +184,67 @@ async fn a_damaged_log_stops_the_journal() {
         "{result:?}"
     );
 }
+
+#[tokio::test]
+async fn a_journal_started_on_a_failing_disk_serves_once_the_disk_heals() {
+    // Goal: a journal (re)started while its disk returns I/O errors does not exit: it retries
+    // reading its log and serves once the disk heals (the motion bug's twin, see
+    // `storage::read_durable`). Method: a disk failing from the start under a log holding one
+    // acknowledged append; after three failed reads heal it; the journal binds, has the old
+    // event, and acknowledges a new append (which needs a sync).
+    let root = TempRoot::new("journal-heals");
+    let config = JournalConfig {
+        port: 0,
+        log_read_retry: crate::testing::quick_read_retry(1000),
+        ..JournalConfig::default()
+    };
+    let stream = StreamName::new("saga-1");
+    let first = PortReporting::default();
+    let seed = async {
+        let port = first.port().await;
+        let client = JournalClient::with_port(TokioTransport::loopback(), "127.0.0.1", port);
+        client
+            .append(&stream, ExpectedVersion::NoStream, vec![event(1)], TIMEOUT)
+            .await
+            .unwrap();
+    };
+    tokio::select! {
+        biased;
+        result = run_journal(first.clone(), TokioStorage::new(&root.0), config.clone()) => {
+            panic!("journal stopped: {result:?}")
+        }
+        () = seed => {}
+    }
+
+    let disk = crate::testing::FailingDisk::failing(TokioStorage::new(&root.0));
+    let (trace, _guard) = crate::testing::record_trace();
+    let transport = PortReporting::default();
+    let check = async {
+        crate::testing::fail_three_reads_then_heal(&disk, &trace, "journal_started").await;
+        let port = transport.port().await;
+        let client = JournalClient::with_port(TokioTransport::loopback(), "127.0.0.1", port);
+        let answer = client
+            .append(&stream, ExpectedVersion::Exact(0), vec![event(2)], TIMEOUT)
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                answer,
+                JournalResponse::Appended {
+                    version_first: 1,
+                    duplicate: false,
+                    ..
+                }
+            ),
+            "{answer:?}"
+        );
+    };
+    tokio::select! {
+        biased;
+        result = run_journal(transport.clone(), disk.clone(), config) => {
+            panic!("journal stopped: {result:?}")
+        }
+        () = check => {}
+    }
+    assert_eq!(trace.named("durable_read_recovered").len(), 1);
+}

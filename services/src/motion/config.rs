@@ -11,6 +11,7 @@ use control::AxisConfig;
 
 use super::protocol::AxisName;
 use crate::retry::RetryPolicy;
+use crate::storage::ReadRetry;
 use crate::transport::Endpoint;
 
 /// The port the motion service listens on unless configured otherwise.
@@ -42,6 +43,8 @@ pub struct MotionConfig {
     pub settle_time_max: Duration,
     /// Wait before writing the durable state again after a failed write.
     pub persist_retry_delay: Duration,
+    /// How reading the durable state at start-up rides out a failing disk.
+    pub state_read_retry: ReadRetry,
     /// PLANTED BUG, for testing the oracles only: accept moves whatever their fencing token
     /// (stale, never issued, or with no live lease). A correct cell never sets it; a scenario
     /// sets it to check that the lease and at-most-one-mover oracles catch the violation.
@@ -74,7 +77,7 @@ pub const RELAY_RNG_STREAM: u64 = 0x6d6f_7469_6f6e;
 impl MotionConfig {
     /// Defaults: port `MOTION_PORT`, 1 kHz, state at `motion/state`, leases up to 60 s,
     /// in position within 0.01 rad (about 6.5 counts of a 4096-count encoder) within 1 s,
-    /// disk retry after 10 ms, fencing on; no bus (with one: 500 ms per publish, relay rounds
+    /// disk retry after 10 ms (start-up reads per `ReadRetry::default`), fencing on; no bus (with one: 500 ms per publish, relay rounds
     /// of 10 attempts from 50 ms to 1 s within 10 s, restarted after 1 s); no planted bug.
     pub fn new(axes: Vec<(AxisName, AxisConfig)>) -> MotionConfig {
         MotionConfig {
@@ -86,6 +89,7 @@ impl MotionConfig {
             in_position_tolerance_rad: 0.01,
             settle_time_max: Duration::from_secs(1),
             persist_retry_delay: Duration::from_millis(10),
+            state_read_retry: ReadRetry::default(),
             skip_fencing_check: false,
             bus: None,
             bus_call_timeout: Duration::from_millis(500),
@@ -136,6 +140,7 @@ impl MotionConfig {
             !self.persist_retry_delay.is_zero(),
             "persist_retry_delay must be positive (a zero delay would spin on a failing disk)"
         );
+        self.state_read_retry.validate();
         if self.bus.is_some() {
             assert!(
                 !self.bus_call_timeout.is_zero() && !self.bus_relay_restart_delay.is_zero(),

@@ -48,7 +48,9 @@
 //!   `lease_granted`, `lease_renewed`, `lease_released`, `lease_expired`, `stale_token`,
 //!   `move_accepted`, `move_duplicate`, `move_rejected`, `move_completed` (with `recovered`:
 //!   decided after a restart), `move_aborted`, `move_interrupted` (with `reason`), `axis_state`; and from the shell `motion_started`,
-//!   `state_write_failed`; with a bus, from the relay, `outbox_relayed` (topic, msg_id,
+//!   `state_write_failed` (and, while the state cannot be read at start-up, `durable_read_failed`
+//!   then `durable_read_recovered`: the service starts once its disk heals, see
+//!   `storage::read_durable`); with a bus, from the relay, `outbox_relayed` (topic, msg_id,
 //!   sequence, duplicate, attempts) per acknowledged message and `motion_relay_stopped`
 //!   (reason, outbox) when a relay round gave up; with the planted double move,
 //!   `planted_move_restart` (axis, request_id, outcome) before the second `move_accepted`. Fields are plain values (axis, holder, token, request_id, target_rad,
@@ -64,6 +66,8 @@ pub mod protocol;
 
 #[cfg(test)]
 mod core_tests;
+#[cfg(test)]
+mod shell_tests;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -87,7 +91,7 @@ use crate::bus::outbox::RelayStop;
 use crate::bus::{BusClient, MessageId};
 use crate::fieldbus::DriveLink;
 use crate::rpc::{Incoming, Responder, RpcServer};
-use crate::storage::Storage;
+use crate::storage::{ReadGaveUp, Storage, read_durable};
 use crate::transport::Transport;
 
 /// Why the motion service could not run.
@@ -100,9 +104,9 @@ pub enum MotionError {
         #[source]
         source: io::Error,
     },
-    /// The durable state could not be read.
+    /// The disk failed every read of the durable state within `MotionConfig::state_read_retry`.
     #[error("motion: cannot read the durable state: {0}")]
-    ReadState(#[source] io::Error),
+    ReadState(#[source] ReadGaveUp),
     /// The durable state exists but is damaged: starting would risk re-issuing fencing tokens
     /// and re-running moves, so the service refuses to start.
     #[error("motion: durable state refused: {0}")]
@@ -157,10 +161,14 @@ where
         "one drive link per configured axis, in the same order"
     );
 
-    let recovered = match storage
-        .read(&config.state_path)
-        .await
-        .map_err(MotionError::ReadState)?
+    let recovered = match read_durable(
+        &storage,
+        &config.state_path,
+        config.state_read_retry,
+        "motion",
+    )
+    .await
+    .map_err(MotionError::ReadState)?
     {
         None => None,
         Some(bytes) => Some(durable::decode(&bytes)?),

@@ -91,18 +91,22 @@ impl RetryPolicy {
 
     /// The wait after failed attempt `attempt` (1-based), drawn from `rng`.
     pub fn backoff(&self, attempt: u32, rng: &mut impl Rng) -> Duration {
-        assert!(attempt >= 1, "attempts are counted from 1");
-        let doublings = (attempt - 1).min(31);
-        let base = self
-            .backoff_initial
-            .saturating_mul(1u32 << doublings)
-            .min(self.backoff_max);
+        let base = exponential_backoff(self.backoff_initial, self.backoff_max, attempt);
         // 53 random bits give a uniform f64 in [0, 1).
         let unit = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         let factor = 1.0 - self.jitter_ratio + 2.0 * self.jitter_ratio * unit;
         base.mul_f64(factor)
             .clamp(BACKOFF_MIN, self.backoff_max.max(BACKOFF_MIN))
     }
+}
+
+/// The wait after failed attempt `attempt` (1-based) before jitter: `min(initial · 2^(n−1),
+/// max)`. The one definition of the exponential curve, shared by `RetryPolicy::backoff` and by
+/// the unjittered retries of a service reading its own disk (`storage::read_durable`).
+pub fn exponential_backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
+    assert!(attempt >= 1, "attempts are counted from 1");
+    let doublings = (attempt - 1).min(31);
+    initial.saturating_mul(1u32 << doublings).min(max)
 }
 
 /// Why a retry loop stopped trying.

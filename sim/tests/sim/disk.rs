@@ -142,4 +142,12 @@ oracles = ["PH1", "PH2", "PH3", "PH4", "PH5", "PH6", "SG4", "DT1"]
         output.report.axes[0].watchdog_trips >= 1,
         "the drive never stopped the axis on its own"
     );
+    // The report names the service that stayed down, and why.
+    let down = &output.report.services_down;
+    assert_eq!(down.len(), 1, "{down:?}");
+    assert_eq!(
+        (down[0].host.as_str(), down[0].service.as_str()),
+        ("motion-1", "motion")
+    );
+    assert!(down[0].reason.contains("durable state refused"), "{down:?}");
 }

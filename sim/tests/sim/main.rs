@@ -12,3 +12,4 @@ mod planted;
 mod planted_cell;
 mod scenarios;
 mod sweep;
+mod transient_faults;
