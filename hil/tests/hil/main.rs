@@ -1,6 +1,8 @@
-//! The one integration-test binary of the `hil` crate (STYLE.md, habit 9).
+//! The one integration-test binary of the `hil` crate (docs/STYLE.md, habit 9).
 
 mod bench;
 mod compare;
+mod emulator;
+mod link;
 mod peer;
 mod protocol;

@@ -7,6 +7,7 @@
 //! how to fix it. What a scenario *means* at run time (hosts, links, drives) is `world.rs`.
 
 mod file;
+mod keys;
 pub mod services;
 mod source;
 
@@ -112,6 +113,8 @@ pub struct Planted {
     pub gateway_omits_retry_after: bool,
     /// Discovery also returns critical instances (SR2).
     pub registry_discovers_critical: bool,
+    /// The gateway's discovery cache serves instances past their TTL (SR3).
+    pub gateway_cache_ignores_ttl: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -507,6 +510,7 @@ impl Checker<'_> {
                 gateway_skips_authorisation: file.planted.gateway_skips_authorisation,
                 gateway_omits_retry_after: file.planted.gateway_omits_retry_after,
                 registry_discovers_critical: file.planted.registry_discovers_critical,
+                gateway_cache_ignores_ttl: file.planted.gateway_cache_ignores_ttl,
             },
             services: None,
             order_workload: None,
