@@ -324,7 +324,7 @@ pub fn svg(a: &Report, b: &Report) -> String {
                 (&y.samples, true, RGBColor(0xbb, 0xbb, 0xbb), "B setpoint"),
                 (&y.samples, false, RGBColor(0xd6, 0x27, 0x28), "B position"),
             ];
-            let columns: Vec<(Vec<Vec<(f64, f64)>>, bool, RGBColor, &str)> = curves
+            let columns: Vec<Column<'_>> = curves
                 .iter()
                 .map(|(s, setpoint, colour, label)| {
                     let values = if *setpoint {
