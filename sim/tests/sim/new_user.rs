@@ -270,10 +270,9 @@ fn the_summary_says_each_oracle_once_and_counts_saga_moves() {
             .lines()
             .find(|l| l.trim_start().starts_with(&format!("{id} ")))
             .unwrap_or_else(|| panic!("no line for {id} in\n{text}"));
-        let words: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(words[1], "holds", "{line}");
-        assert!(line.ends_with(statement), "{line}");
-        assert_eq!(line.matches("holds").count(), 1, "{line}");
+        // Every oracle holds here, so the result column is five wide: said once, then the
+        // statement.
+        assert_eq!(line, format!("  {id:<4} holds  {statement}"));
     }
     assert!(text.contains("verdict: pass"), "{text}");
 }
