@@ -1,24 +1,56 @@
-//! `hil compare`: a simulation report and a bench report side by side: each axis's tracking
-//! figures, the RMS deviation between the two position trajectories over the time both cover,
-//! and an SVG overlay of setpoint and position. Owns the comparison and the plot; the reports
-//! are `report.rs`.
+//! `hil compare`: any two reports of one scenario side by side — a simulation (`sim run
+//! --json`), a run against the emulator or on a bench (`hil run --json`) — with each axis's
+//! tracking figures, the RMS and maximum deviation between the two position trajectories over
+//! the time both cover, and an SVG overlay (setpoint and position of both, and their deviation).
+//!
+//! Owns the comparison and its pictures. The reports are read as `report.rs`'s type, which
+//! takes a `sim run --json` report as it is (sim's extra keys are ignored, its absent setpoints
+//! are `null`); which substrate a report came from is read from what it carries (a trace hash:
+//! simulation; a timing section: a bench loop, real or emulated).
 
 use std::fmt::Write as _;
 
+use plotters::coord::Shift;
+use plotters::prelude::*;
 use serde::Serialize;
 
 use crate::report::{Report, Samples};
 
 /// Points per curve in the SVG, at most (longer trajectories are thinned).
 pub const SVG_POINTS_MAX: usize = 2000;
+/// The overlay's width, and the height of each axis's pair of panels, in SVG pixels.
+pub const SVG_WIDTH_PX: u32 = 1000;
+pub const SVG_AXIS_HEIGHT_PX: u32 = 560;
+const TIME_TICK_COUNT_MAX: usize = 12;
+const VALUE_TICK_COUNT_MAX: usize = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
     #[error("{0}: the two reports share no axis name")]
     NoCommonAxis(String),
+    #[error("the reports are of two scenarios, `{0}` and `{1}`: compare two runs of one scenario")]
+    DifferentScenarios(String, String),
+    #[error("{0}: not a report of `sim run --json` or `hil run --json`: {1}")]
+    Unreadable(String, serde_json::Error),
 }
 
-/// One axis compared.
+/// Reads a report from its JSON text; `origin` (its file) names it in errors.
+pub fn read_report(origin: &str, text: &str) -> Result<Report, CompareError> {
+    serde_json::from_str(text).map_err(|e| CompareError::Unreadable(origin.to_owned(), e))
+}
+
+/// Where a report came from, as the table's column heading says it.
+pub fn substrate(report: &Report) -> String {
+    if report.trace_hash.is_some() {
+        format!("sim seed {}", report.seed)
+    } else if report.timing.is_some() {
+        "hil run".to_owned()
+    } else {
+        "report".to_owned()
+    }
+}
+
+/// One axis compared; each pair is (A, B).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AxisComparison {
     pub name: String,
@@ -26,7 +58,7 @@ pub struct AxisComparison {
     pub following_error_deg_rms: [f64; 2],
     pub current_a_peak: [f64; 2],
     pub position_deg_final: [f64; 2],
-    /// RMS of (bench − sim) position over the common time span; `None` without samples.
+    /// RMS of (B − A) position over the common time span; `None` without samples.
     pub position_deviation_deg_rms: Option<f64>,
     pub position_deviation_deg_max: Option<f64>,
     pub overlap_s: f64,
@@ -35,7 +67,9 @@ pub struct AxisComparison {
 /// The whole comparison (`--json` prints this).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Comparison {
-    pub scenario: [String; 2],
+    /// What each report is (`sim seed 1`, `hil run`), A then B.
+    pub reports: [String; 2],
+    pub scenario: String,
     pub verdict: [String; 2],
     pub axes: Vec<AxisComparison>,
 }
@@ -56,106 +90,139 @@ fn interpolate(t_s: &[f64], y: &[f64], t: f64) -> f64 {
     y[k - 1] + (y[k] - y[k - 1]) * (t - t0) / (t1 - t0)
 }
 
-/// RMS and max of `b − a` (positions) at `a`'s sample times inside both spans.
-pub fn deviation(a: &Samples, b: &Samples) -> Option<(f64, f64, f64)> {
-    if a.is_empty() || b.is_empty() {
-        return None;
-    }
-    let lo = a.t_s[0].max(b.t_s[0]);
-    let hi = a.t_s[a.len() - 1].min(b.t_s[b.len() - 1]);
-    let mut sum = 0.0;
-    let mut max: f64 = 0.0;
-    let mut n = 0usize;
-    for (k, &t) in a.t_s.iter().enumerate() {
-        if t < lo || t > hi {
-            continue;
-        }
-        let d = interpolate(&b.t_s, &b.position_deg, t) - a.position_deg[k];
-        sum += d * d;
-        max = max.max(d.abs());
-        n += 1;
-    }
-    (n > 0).then(|| ((sum / n as f64).sqrt(), max, hi - lo))
+/// The time both sample series cover, when they overlap.
+fn common_span(a: &Samples, b: &Samples) -> Option<(f64, f64)> {
+    let (a_first, a_last) = (a.t_s.first()?, a.t_s.last()?);
+    let (b_first, b_last) = (b.t_s.first()?, b.t_s.last()?);
+    let (lo, hi) = (a_first.max(*b_first), a_last.min(*b_last));
+    (hi >= lo).then_some((lo, hi))
 }
 
-pub fn compare(sim: &Report, hil: &Report) -> Result<Comparison, CompareError> {
+/// `(t, b − a)` of the positions at `a`'s sample times inside both spans.
+fn deviation_series(a: &Samples, b: &Samples) -> Vec<(f64, f64)> {
+    let Some((lo, hi)) = common_span(a, b) else {
+        return Vec::new();
+    };
+    a.t_s
+        .iter()
+        .zip(&a.position_deg)
+        .filter(|(t, p)| **t >= lo && **t <= hi && p.is_finite())
+        .map(|(&t, &p)| (t, interpolate(&b.t_s, &b.position_deg, t) - p))
+        .filter(|(_, d)| d.is_finite())
+        .collect()
+}
+
+/// RMS and max of `b − a` (positions) at `a`'s sample times inside both spans, and the length
+/// of that span; `None` when the two share no instant.
+pub fn deviation(a: &Samples, b: &Samples) -> Option<(f64, f64, f64)> {
+    let (lo, hi) = common_span(a, b)?;
+    let series = deviation_series(a, b);
+    if series.is_empty() {
+        return None;
+    }
+    let sum: f64 = series.iter().map(|(_, d)| d * d).sum();
+    let max = series.iter().fold(0.0f64, |m, (_, d)| m.max(d.abs()));
+    Some(((sum / series.len() as f64).sqrt(), max, hi - lo))
+}
+
+/// Compares report A with report B, axis by axis (the axes both have, in A's order).
+pub fn compare(a: &Report, b: &Report) -> Result<Comparison, CompareError> {
+    if a.scenario != b.scenario {
+        return Err(CompareError::DifferentScenarios(
+            a.scenario.clone(),
+            b.scenario.clone(),
+        ));
+    }
     let mut axes = Vec::new();
-    for a in &sim.axes {
-        let Some(b) = hil.axes.iter().find(|b| b.name == a.name) else {
-            continue;
-        };
-        let dev = deviation(&a.samples, &b.samples);
+    for (x, y) in common_axes(a, b) {
+        let dev = deviation(&x.samples, &y.samples);
         axes.push(AxisComparison {
-            name: a.name.clone(),
-            following_error_deg_max: [a.following_error_deg_max, b.following_error_deg_max],
-            following_error_deg_rms: [a.following_error_deg_rms, b.following_error_deg_rms],
-            current_a_peak: [a.current_a_peak, b.current_a_peak],
-            position_deg_final: [a.position_deg_final, b.position_deg_final],
+            name: x.name.clone(),
+            following_error_deg_max: [x.following_error_deg_max, y.following_error_deg_max],
+            following_error_deg_rms: [x.following_error_deg_rms, y.following_error_deg_rms],
+            current_a_peak: [x.current_a_peak, y.current_a_peak],
+            position_deg_final: [x.position_deg_final, y.position_deg_final],
             position_deviation_deg_rms: dev.map(|d| d.0),
             position_deviation_deg_max: dev.map(|d| d.1),
             overlap_s: dev.map_or(0.0, |d| d.2),
         });
     }
     if axes.is_empty() {
-        return Err(CompareError::NoCommonAxis(format!(
-            "{} vs {}",
-            sim.scenario, hil.scenario
-        )));
+        return Err(CompareError::NoCommonAxis(a.scenario.clone()));
     }
+    let verdict = |r: &Report| format!("{:?}", r.verdict).to_lowercase();
     Ok(Comparison {
-        scenario: [sim.scenario.clone(), hil.scenario.clone()],
-        verdict: [
-            format!("{:?}", sim.verdict).to_lowercase(),
-            format!("{:?}", hil.verdict).to_lowercase(),
-        ],
+        reports: labels(a, b),
+        scenario: a.scenario.clone(),
+        verdict: [verdict(a), verdict(b)],
         axes,
     })
+}
+
+/// The two reports' headings, told apart when they would read the same.
+fn labels(a: &Report, b: &Report) -> [String; 2] {
+    let (x, y) = (substrate(a), substrate(b));
+    if x == y {
+        [format!("{x} (A)"), format!("{y} (B)")]
+    } else {
+        [x, y]
+    }
+}
+
+fn common_axes<'r>(
+    a: &'r Report,
+    b: &'r Report,
+) -> Vec<(&'r crate::report::AxisReport, &'r crate::report::AxisReport)> {
+    a.axes
+        .iter()
+        .filter_map(|x| b.axes.iter().find(|y| y.name == x.name).map(|y| (x, y)))
+        .collect()
 }
 
 impl Comparison {
     /// The side-by-side table `hil compare` prints.
     pub fn table(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "{:<32} {:>14} {:>14}", "", "sim", "hil");
+        let [a, b] = &self.reports;
+        let _ = writeln!(s, "scenario {}: A = {a}, B = {b}", self.scenario);
+        let _ = writeln!(s, "{:<30} {:>16} {:>16}", "", a, b);
         let _ = writeln!(
             s,
-            "{:<32} {:>14} {:>14}",
-            "scenario", self.scenario[0], self.scenario[1]
-        );
-        let _ = writeln!(
-            s,
-            "{:<32} {:>14} {:>14}",
+            "{:<30} {:>16} {:>16}",
             "verdict", self.verdict[0], self.verdict[1]
         );
-        for a in &self.axes {
-            let _ = writeln!(s, "axis {}", a.name);
+        for axis in &self.axes {
+            let _ = writeln!(s, "axis {}", axis.name);
             let row = |s: &mut String, label: &str, v: [f64; 2], unit: &str| {
                 let _ = writeln!(
                     s,
-                    "  {:<30} {:>11.3} {unit:<2} {:>11.3} {unit}",
+                    "  {:<28} {:>12.3} {unit:<3} {:>12.3} {unit}",
                     label, v[0], v[1]
                 );
             };
             row(
                 &mut s,
                 "following error max",
-                a.following_error_deg_max,
+                axis.following_error_deg_max,
                 "deg",
             );
             row(
                 &mut s,
                 "following error rms",
-                a.following_error_deg_rms,
+                axis.following_error_deg_rms,
                 "deg",
             );
-            row(&mut s, "current peak", a.current_a_peak, "A");
-            row(&mut s, "final position", a.position_deg_final, "deg");
-            match (a.position_deviation_deg_rms, a.position_deviation_deg_max) {
+            row(&mut s, "current peak", axis.current_a_peak, "A");
+            row(&mut s, "final position", axis.position_deg_final, "deg");
+            match (
+                axis.position_deviation_deg_rms,
+                axis.position_deviation_deg_max,
+            ) {
                 (Some(rms), Some(max)) => {
                     let _ = writeln!(
                         s,
-                        "  position deviation (hil - sim): rms {rms:.3} deg, max {max:.3} deg over {:.2} s",
-                        a.overlap_s
+                        "  position deviation (B - A): rms {rms:.3} deg, max {max:.3} deg over {:.2} s",
+                        axis.overlap_s
                     );
                 }
                 _ => {
@@ -170,96 +237,187 @@ impl Comparison {
     }
 }
 
-fn thin(s: &Samples) -> Vec<usize> {
-    let step = s.len().div_ceil(SVG_POINTS_MAX).max(1);
-    (0..s.len()).step_by(step).collect()
+/// A tick value as people write it: plotters' key points are round (1, 2 or 5 × 10^k) but carry
+/// float noise (`0.30000000000000004`, `-5.6e-17`), so print six decimals at most, without
+/// trailing zeros, and no negative zero.
+fn tick_label(value: f64) -> String {
+    let text = format!("{value:.6}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".to_owned()
+    } else {
+        text.to_owned()
+    }
 }
 
-/// An SVG overlay of both runs' setpoint and position for every common axis.
-pub fn svg(sim: &Report, hil: &Report) -> String {
-    let pairs: Vec<_> = sim
-        .axes
-        .iter()
-        .filter_map(|a| hil.axes.iter().find(|b| b.name == a.name).map(|b| (a, b)))
-        .collect();
-    let (width, panel) = (900.0, 300.0);
-    let height = panel * pairs.len().max(1) as f64;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
-    );
-    for (row, (a, b)) in pairs.iter().enumerate() {
-        let top = row as f64 * panel;
-        let all_t = a.samples.t_s.iter().chain(&b.samples.t_s);
-        let t_max = all_t.fold(0.0f64, |m, &t| m.max(t)).max(1e-3);
-        let ys = a
-            .samples
-            .position_deg
-            .iter()
-            .chain(&a.samples.setpoint_deg)
-            .chain(&b.samples.position_deg)
-            .chain(&b.samples.setpoint_deg);
-        let (y_min, y_max) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &y| {
-            (lo.min(y), hi.max(y))
-        });
-        let (y_min, y_max) = if y_min.is_finite() && y_max > y_min {
-            (y_min, y_max)
-        } else {
-            (-1.0, 1.0)
-        };
-        let (left, right, pad) = (60.0, width - 20.0, 30.0);
-        let x = |t: f64| left + (right - left) * t / t_max;
-        let y = |v: f64| top + panel - pad - (panel - 2.0 * pad) * (v - y_min) / (y_max - y_min);
-        let _ = writeln!(
-            out,
-            r#"<text x="{left}" y="{}">axis {} — position (deg) vs time (s), 0 to {t_max:.2} s, {y_min:.1} to {y_max:.1} deg</text>"#,
-            top + 18.0,
-            a.name
-        );
-        let _ = writeln!(
-            out,
-            r##"<rect x="{left}" y="{}" width="{}" height="{}" fill="none" stroke="#999"/>"##,
-            top + pad,
-            right - left,
-            panel - 2.0 * pad
-        );
-        let curves: [(&Samples, bool, &str, &str); 4] = [
-            (&a.samples, true, "#888", "sim setpoint"),
-            (&a.samples, false, "#1f77b4", "sim position"),
-            (&b.samples, true, "#bbb", "hil setpoint"),
-            (&b.samples, false, "#d62728", "hil position"),
-        ];
-        for (k, (s, setpoint, colour, label)) in curves.iter().enumerate() {
-            let values = if *setpoint {
-                &s.setpoint_deg
-            } else {
-                &s.position_deg
-            };
-            let points: Vec<String> = thin(s)
-                .into_iter()
-                .map(|i| format!("{:.1},{:.1}", x(s.t_s[i]), y(values[i])))
-                .collect();
-            let dash = if *setpoint {
-                r#" stroke-dasharray="4 3""#
-            } else {
-                ""
-            };
-            let _ = writeln!(
-                out,
-                r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5"{dash} points="{}"/>"#,
-                points.join(" ")
-            );
-            let _ = writeln!(
-                out,
-                r#"<text x="{}" y="{}" fill="{colour}">{label}</text>"#,
-                left + 10.0 + 110.0 * k as f64,
-                top + panel - 8.0
-            );
+/// Drawing into a `String` has no I/O that could fail; an error is a bug in the layout.
+const DRAWING: &str = "drawing an SVG into a String cannot fail";
+
+/// Every `step`-th sample, so that a curve has at most [`SVG_POINTS_MAX`] points.
+fn thinned(points: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    let step = points.len().div_ceil(SVG_POINTS_MAX).max(1);
+    points.into_iter().step_by(step).collect()
+}
+
+/// The finite `(t, value)` stretches of one column (an absent setpoint is NaN).
+fn finite_runs(t_s: &[f64], values: &[f64]) -> Vec<Vec<(f64, f64)>> {
+    let mut runs: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut current = Vec::new();
+    for (t, v) in t_s.iter().zip(values) {
+        if v.is_finite() {
+            current.push((*t, *v));
+        } else if !current.is_empty() {
+            runs.push(std::mem::take(&mut current));
         }
     }
-    out.push_str("</svg>\n");
+    if !current.is_empty() {
+        runs.push(current);
+    }
+    runs.into_iter().map(thinned).collect()
+}
+
+fn span<'a>(values: impl Iterator<Item = &'a f64>) -> (f64, f64) {
+    let (mut low, mut high) = (f64::INFINITY, f64::NEG_INFINITY);
+    for v in values.filter(|v| v.is_finite()) {
+        low = low.min(*v);
+        high = high.max(*v);
+    }
+    if !low.is_finite() {
+        return (-1.0, 1.0);
+    }
+    let pad = ((high - low) * 0.05).max(1e-3);
+    (low - pad, high + pad)
+}
+
+/// An SVG overlay of both runs, per common axis: setpoint and position of A and B (position,
+/// deg, against time, s), and below it the deviation B − A (deg).
+pub fn svg(a: &Report, b: &Report) -> String {
+    let pairs = common_axes(a, b);
+    let [label_a, label_b] = labels(a, b);
+    let height = SVG_AXIS_HEIGHT_PX * pairs.len().max(1) as u32;
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (SVG_WIDTH_PX, height)).into_drawing_area();
+        root.fill(&WHITE).expect(DRAWING);
+        let rows = root.split_evenly((pairs.len().max(1), 1));
+        for ((x, y), area) in pairs.iter().zip(&rows) {
+            let area = area
+                .titled(
+                    &format!(
+                        "{} — axis {}: A = {label_a}, B = {label_b}",
+                        a.scenario, x.name
+                    ),
+                    ("sans-serif", 16),
+                )
+                .expect(DRAWING);
+            let (upper, lower) = area.split_vertically(SVG_AXIS_HEIGHT_PX as i32 * 3 / 5);
+            let t_max = x
+                .samples
+                .t_s
+                .iter()
+                .chain(&y.samples.t_s)
+                .fold(0.0f64, |m, &t| m.max(t))
+                .max(1e-3);
+            let curves = [
+                (&x.samples, true, RGBColor(0x88, 0x88, 0x88), "A setpoint"),
+                (&x.samples, false, RGBColor(0x1f, 0x77, 0xb4), "A position"),
+                (&y.samples, true, RGBColor(0xbb, 0xbb, 0xbb), "B setpoint"),
+                (&y.samples, false, RGBColor(0xd6, 0x27, 0x28), "B position"),
+            ];
+            let columns: Vec<Column<'_>> = curves
+                .iter()
+                .map(|(s, setpoint, colour, label)| {
+                    let values = if *setpoint {
+                        &s.setpoint_deg
+                    } else {
+                        &s.position_deg
+                    };
+                    (finite_runs(&s.t_s, values), *setpoint, *colour, *label)
+                })
+                .collect();
+            let range = span(
+                x.samples
+                    .position_deg
+                    .iter()
+                    .chain(&x.samples.setpoint_deg)
+                    .chain(&y.samples.position_deg)
+                    .chain(&y.samples.setpoint_deg),
+            );
+            draw_panel(&upper, t_max, range, "position (deg)", &columns);
+            let deviation = thinned(deviation_series(&x.samples, &y.samples));
+            let range = span(deviation.iter().map(|(_, d)| d));
+            draw_panel(
+                &lower,
+                t_max,
+                range,
+                "deviation B − A (deg)",
+                &[(
+                    vec![deviation],
+                    false,
+                    RGBColor(0x2c, 0xa0, 0x2c),
+                    "position B − A",
+                )],
+            );
+        }
+        root.present().expect(DRAWING);
+    }
     out
+}
+
+type Column<'a> = (Vec<Vec<(f64, f64)>>, bool, RGBColor, &'a str);
+
+fn draw_panel(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    t_max: f64,
+    (low, high): (f64, f64),
+    value_desc: &str,
+    columns: &[Column<'_>],
+) {
+    let mut chart = ChartBuilder::on(area)
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..t_max, low..high)
+        .expect(DRAWING);
+    chart
+        .configure_mesh()
+        .x_labels(TIME_TICK_COUNT_MAX)
+        .y_labels(VALUE_TICK_COUNT_MAX)
+        .x_label_formatter(&|v| tick_label(*v))
+        .y_label_formatter(&|v| tick_label(*v))
+        .x_desc("time (s)")
+        .y_desc(value_desc)
+        .label_style(("sans-serif", 12))
+        .axis_desc_style(("sans-serif", 14))
+        .light_line_style(RGBColor(0xf0, 0xf0, 0xf0))
+        .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
+        .draw()
+        .expect(DRAWING);
+    for (runs, dashed, colour, label) in columns {
+        let style = ShapeStyle::from(colour).stroke_width(if *dashed { 1 } else { 2 });
+        for (k, run) in runs.iter().enumerate() {
+            let drawn = if *dashed {
+                chart.draw_series(DashedLineSeries::new(run.iter().copied(), 6, 4, style))
+            } else {
+                chart.draw_series(LineSeries::new(run.iter().copied(), style))
+            }
+            .expect(DRAWING);
+            if k == 0 {
+                let colour = *colour;
+                drawn
+                    .label(*label)
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour));
+            }
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(0x99, 0x99, 0x99))
+        .label_font(("sans-serif", 12))
+        .draw()
+        .expect(DRAWING);
 }
 
 #[cfg(test)]

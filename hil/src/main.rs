@@ -1,5 +1,5 @@
 //! The `hil` command: `emulate` a Dynamixel bus behind a pseudo-terminal, `run` a bench
-//! scenario on a real (or emulated) servo, `compare` a simulation report with a bench report.
+//! scenario on a real (or emulated) servo, `compare` two reports of one scenario.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,7 +31,7 @@ enum Command {
     Emulate(EmulateArgs),
     /// Run a scenario's motion program on the rig and report like `sim run`.
     Run(RunArgs),
-    /// Compare a `sim run --json` report with a `hil run --json` report.
+    /// Compare two reports of one scenario (simulation, emulator or bench) side by side.
     Compare(CompareArgs),
 }
 
@@ -64,14 +64,14 @@ struct RunArgs {
 
 #[derive(Debug, Args)]
 struct CompareArgs {
-    /// Report of the simulation run (JSON).
-    sim_report: PathBuf,
-    /// Report of the bench run (JSON).
-    hil_report: PathBuf,
-    /// Where to write the SVG overlay.
-    #[arg(long, default_value = "compare.svg")]
-    svg: PathBuf,
-    /// Print the comparison as JSON.
+    /// Report A (JSON): `sim run --json`, `hil run --json` or `hil run --out`.
+    report_a: PathBuf,
+    /// Report B (JSON), of the same scenario.
+    report_b: PathBuf,
+    /// Write an SVG overlay of both runs (position and setpoint, and their deviation) here.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+    /// Print the comparison as one JSON object.
     #[arg(long)]
     json: bool,
 }
@@ -125,20 +125,27 @@ fn run(args: RunArgs) -> Result<ExitCode> {
 fn load_report(path: &std::path::Path) -> Result<hil::report::Report> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing report {}", path.display()))
+    Ok(hil::compare::read_report(
+        &path.display().to_string(),
+        &text,
+    )?)
 }
 
 fn compare(args: CompareArgs) -> Result<ExitCode> {
-    let sim = load_report(&args.sim_report)?;
-    let bench = load_report(&args.hil_report)?;
-    let comparison = hil::compare::compare(&sim, &bench)?;
-    std::fs::write(&args.svg, hil::compare::svg(&sim, &bench))
-        .with_context(|| format!("writing {}", args.svg.display()))?;
+    let a = load_report(&args.report_a)?;
+    let b = load_report(&args.report_b)?;
+    let comparison = hil::compare::compare(&a, &b)?;
+    if let Some(svg) = &args.svg {
+        std::fs::write(svg, hil::compare::svg(&a, &b))
+            .with_context(|| format!("writing {}", svg.display()))?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&comparison)?);
     } else {
         print!("{}", comparison.table());
-        println!("overlay: {}", args.svg.display());
+        if let Some(svg) = &args.svg {
+            println!("overlay: {}", svg.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -54,12 +54,23 @@ pub struct MoveCounts {
 }
 
 /// The recorded trajectory, column-wise: `t_s[k]`, `setpoint_deg[k]`, ... belong together.
+/// An absent value (a setpoint before the first move) is NaN here and `null` in JSON, as
+/// serde_json writes a NaN; reading takes `null` back as NaN.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Samples {
+    #[serde(deserialize_with = "floats_or_null")]
     pub t_s: Vec<f64>,
+    #[serde(deserialize_with = "floats_or_null")]
     pub setpoint_deg: Vec<f64>,
+    #[serde(deserialize_with = "floats_or_null")]
     pub position_deg: Vec<f64>,
+    #[serde(deserialize_with = "floats_or_null")]
     pub current_a: Vec<f64>,
+}
+
+fn floats_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    let values: Vec<Option<f64>> = Deserialize::deserialize(d)?;
+    Ok(values.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
 }
 
 impl Samples {

@@ -12,8 +12,9 @@
 //! - [`trace`]: the canonical trace and its hash.
 //! - [`oracle`]: the pure observers that judge a run.
 //! - [`run`]: one run end to end, the verdict, the report's assembly.
-//! - [`report`], [`plot`]: what a run produces for people and snapshots; [`seconds`] writes
-//!   durations as seconds at the serde boundary.
+//! - [`report`], [`plot`], [`trace_export`]: what a run produces for people and snapshots (the
+//!   report, SVG plots, the trace as a Chrome/Perfetto timeline); [`seconds`] writes durations
+//!   as seconds at the serde boundary.
 //! - [`bench`]: `sim bench`, speed against a bare-turmoil baseline measured in the same run.
 //! - [`sweep`]: many seeds on a worker pool, results (kept on disk as seeds finish, resumable),
 //!   summary, JUnit; [`merge`] combines shards; [`coverage`] counts fault kind × target × axis
@@ -40,4 +41,5 @@ pub mod shrink;
 pub mod swarm;
 pub mod sweep;
 pub mod trace;
+pub mod trace_export;
 pub mod world;

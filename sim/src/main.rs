@@ -42,6 +42,11 @@ enum Command {
         /// Print the canonical trace, one event per line.
         #[arg(long)]
         trace: bool,
+        /// Write the run as a Chrome trace-event file (JSON) to open in Perfetto
+        /// (ui.perfetto.dev) or chrome://tracing: a track per host, spans for sagas, moves,
+        /// leases and requests, instants for every event, fault and oracle violation.
+        #[arg(long, value_name = "FILE")]
+        trace_json: Option<PathBuf>,
         /// Skip the second run that judges determinism (DT1).
         #[arg(long)]
         no_determinism_check: bool,
@@ -209,13 +214,17 @@ fn execute(command: Command) -> Result<ExitCode> {
             json,
             plot,
             trace,
+            trace_json,
             no_determinism_check,
         } => run_scenario(
             &scenario,
             seed,
-            json,
-            plot.as_deref(),
-            trace,
+            RunOutputs {
+                json,
+                plot: plot.as_deref(),
+                print_trace: trace,
+                trace_json: trace_json.as_deref(),
+            },
             !no_determinism_check,
         ),
         Command::List { dir } => list(&dir),
@@ -375,14 +384,26 @@ fn load(path: &Path) -> Result<Scenario> {
     Ok(scenario)
 }
 
+/// What `sim run` writes besides its verdict.
+struct RunOutputs<'a> {
+    json: bool,
+    plot: Option<&'a Path>,
+    print_trace: bool,
+    trace_json: Option<&'a Path>,
+}
+
 fn run_scenario(
     path: &Path,
     seed: Option<u64>,
-    json: bool,
-    plot: Option<&Path>,
-    print_trace: bool,
+    outputs: RunOutputs<'_>,
     check_determinism: bool,
 ) -> Result<ExitCode> {
+    let RunOutputs {
+        json,
+        plot,
+        print_trace,
+        trace_json,
+    } = outputs;
     let scenario = load(path)?;
     let seed = seed.unwrap_or(scenario.seed);
     // `--json` carries the decimated time series too, so that `hil compare` can overlay runs.
@@ -416,81 +437,27 @@ fn run_scenario(
         }
     }
     let report = &output.report;
+    if let Some(file) = trace_json {
+        let chrome = sim::trace_export::chrome_trace(&sim::trace_export::ExportInput {
+            scenario: &scenario.name,
+            seed,
+            hosts: &scenario.hosts(),
+            events: output.trace.events(),
+            oracles: &report.oracles,
+            end: scenario.duration,
+        });
+        let text = serde_json::to_string(&chrome)?;
+        write_file(file, &text)?;
+        eprintln!(
+            "wrote {} ({} trace events; open it in ui.perfetto.dev or chrome://tracing)",
+            file.display(),
+            chrome.trace_events.len()
+        );
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        println!(
-            "scenario {}  seed {}  servocell {}",
-            report.scenario, report.seed, report.version
-        );
-        println!(
-            "simulated {:.1} s, {} faults, {} trace events, trace hash {}",
-            report.simulated_s,
-            report.faults.len(),
-            report.trace_events,
-            report.trace_hash
-        );
-        println!(
-            "moves: {} requested, {} succeeded, {} failed, {} retries",
-            report.moves.requested,
-            report.moves.succeeded,
-            report.moves.failed,
-            report.moves.retries
-        );
-        if let Some(orders) = &report.orders {
-            let statuses: Vec<String> = orders
-                .gateway_statuses
-                .iter()
-                .map(|(status, count)| format!("{status}×{count}"))
-                .collect();
-            println!(
-                "orders: {} placed, {} started, {} completed, {} compensated, {} given up, {} taken over; saga p50 {} ms, p99 {} ms; gateway answered {}",
-                orders.placed,
-                orders.started,
-                orders.completed,
-                orders.compensated,
-                orders.given_up,
-                orders.takeovers,
-                orders
-                    .saga_ms_p50
-                    .map_or("-".to_owned(), |ms| format!("{ms:.0}")),
-                orders
-                    .saga_ms_p99
-                    .map_or("-".to_owned(), |ms| format!("{ms:.0}")),
-                statuses.join(" ")
-            );
-        }
-        for axis in &report.axes {
-            println!(
-                "axis {}: following error max {:.3}° rms {:.3}°, peak current {:.3} A, final {:.3}°, {} watchdog trips",
-                axis.name,
-                axis.following_error_deg_max,
-                axis.following_error_deg_rms,
-                axis.current_a_peak,
-                axis.position_deg_final,
-                axis.watchdog_trips
-            );
-        }
-        for down in &report.services_down {
-            println!(
-                "{} on {} down since {:.3} s: {}",
-                down.service,
-                down.host,
-                down.since.as_secs_f64(),
-                down.reason
-            );
-        }
-        for oracle in &report.oracles {
-            let mark = if oracle.holds { "holds" } else { "FAILS" };
-            println!(
-                "  {:<4} {mark:<5} [{:?}] {}",
-                oracle.id, oracle.expected, oracle.statement
-            );
-            if let Some(v) = &oracle.first_violation {
-                println!("         first at {:.4} s: {}", v.t.as_secs_f64(), v.detail);
-            }
-        }
-        println!("verdict: {:?}", report.verdict);
+        print!("{}", report.summary(output.saga_moves));
     }
     if report.verdict == Verdict::Fail {
         eprintln!("FAILED: scenario {} seed {seed}", scenario.name);

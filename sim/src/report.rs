@@ -89,6 +89,19 @@ pub struct MoveCounts {
     pub latency_ms_max: Option<f64>,
 }
 
+/// The moves the sagas made (the `move` step of each order's saga), from the orchestrators'
+/// events. A figure of the text summary only: the report's serialized shape (the snapshots)
+/// keeps [`MoveCounts`] as the direct clients' moves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SagaMoveCounts {
+    /// Orders whose saga's move step succeeded.
+    pub succeeded: u64,
+    /// Orders whose saga's move step failed (the saga then compensated).
+    pub failed: u64,
+    /// Times a saga asked for its move again (`saga_move_retry`).
+    pub retries: u64,
+}
+
 /// What became of the orders, from the services' own events.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct OrderCounts {
@@ -142,6 +155,148 @@ impl Report {
         let mut value = serde_json::to_value(self).expect("a report always serializes");
         round_floats(&mut value);
         value
+    }
+}
+
+impl Report {
+    /// What `sim run` prints for a person: the run, its moves and orders, each axis's tracking,
+    /// each oracle's result against what the scenario expected of it, and the verdict.
+    /// `saga_moves` are the moves the sagas made (`RunOutput::saga_moves`).
+    pub fn summary(&self, saga_moves: Option<SagaMoveCounts>) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "scenario {}  seed {}  servocell {}",
+            self.scenario, self.seed, self.version
+        );
+        let _ = writeln!(
+            s,
+            "simulated {:.1} s, {} faults, {} trace events, trace hash {}",
+            self.simulated_s,
+            self.faults.len(),
+            self.trace_events,
+            self.trace_hash
+        );
+        let m = &self.moves;
+        let direct = format!(
+            "{} requested by clients, {} succeeded, {} failed, {} retries",
+            m.requested, m.succeeded, m.failed, m.retries
+        );
+        let _ = match saga_moves {
+            // A cell whose moves all come from sagas says so, rather than "0 requested".
+            Some(saga) if m.requested == 0 => writeln!(
+                s,
+                "moves: {} by sagas, {} succeeded, {} failed, {} retries",
+                saga.succeeded + saga.failed,
+                saga.succeeded,
+                saga.failed,
+                saga.retries
+            ),
+            Some(saga) => writeln!(
+                s,
+                "moves: {direct}; {} by sagas, {} succeeded, {} failed, {} retries",
+                saga.succeeded + saga.failed,
+                saga.succeeded,
+                saga.failed,
+                saga.retries
+            ),
+            None => writeln!(s, "moves: {direct}"),
+        };
+        if let Some(orders) = &self.orders {
+            let statuses: Vec<String> = orders
+                .gateway_statuses
+                .iter()
+                .map(|(status, count)| format!("{status}×{count}"))
+                .collect();
+            let ms = |v: Option<f64>| v.map_or("-".to_owned(), |ms| format!("{ms:.0}"));
+            let _ = writeln!(
+                s,
+                "orders: {} placed, {} started, {} completed, {} compensated, {} given up, {} taken over; saga p50 {} ms, p99 {} ms; gateway answered {}",
+                orders.placed,
+                orders.started,
+                orders.completed,
+                orders.compensated,
+                orders.given_up,
+                orders.takeovers,
+                ms(orders.saga_ms_p50),
+                ms(orders.saga_ms_p99),
+                statuses.join(" ")
+            );
+        }
+        for axis in &self.axes {
+            let _ = writeln!(
+                s,
+                "axis {}: following error max {:.3}° rms {:.3}°, peak current {:.3} A, final {:.3}°, {} watchdog trips",
+                axis.name,
+                axis.following_error_deg_max,
+                axis.following_error_deg_rms,
+                axis.current_a_peak,
+                axis.position_deg_final,
+                axis.watchdog_trips
+            );
+        }
+        for down in &self.services_down {
+            let _ = writeln!(
+                s,
+                "{} on {} down since {:.3} s: {}",
+                down.service,
+                down.host,
+                down.since.as_secs_f64(),
+                down.reason
+            );
+        }
+        let width = self
+            .oracles
+            .iter()
+            .map(|o| o.outcome().len())
+            .max()
+            .unwrap_or(0);
+        for oracle in &self.oracles {
+            let _ = writeln!(
+                s,
+                "  {:<4} {:<width$}  {}",
+                oracle.id,
+                oracle.outcome(),
+                oracle.statement
+            );
+            if let Some(v) = &oracle.first_violation {
+                let _ = writeln!(
+                    s,
+                    "  {:<4} {:<width$}  first at {:.4} s: {}",
+                    "",
+                    "",
+                    v.t.as_secs_f64(),
+                    v.detail
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "verdict: {}",
+            match self.verdict {
+                Verdict::Pass => "pass",
+                Verdict::Fail => "FAIL",
+            }
+        );
+        s
+    }
+}
+
+impl OracleReport {
+    /// The oracle's result read against what the scenario expected of it: `holds`, `FAILS`,
+    /// `fails as expected` (a planted violation caught), `HOLDS, expected to fail` (a planted
+    /// violation missed), or either result `(not judged)` for an oracle `[expect]` leaves out.
+    /// Capitals mark the results that fail the run.
+    pub fn outcome(&self) -> &'static str {
+        match (self.expected, self.holds) {
+            (Expectation::Holds, true) => "holds",
+            (Expectation::Holds, false) => "FAILS",
+            (Expectation::Fails, false) => "fails as expected",
+            (Expectation::Fails, true) => "HOLDS, expected to fail",
+            (Expectation::Ignored, true) => "holds (not judged)",
+            (Expectation::Ignored, false) => "fails (not judged)",
+        }
     }
 }
 

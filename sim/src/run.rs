@@ -12,8 +12,8 @@ use std::time::Duration;
 use crate::fault::{Fault, draw_chaos};
 use crate::oracle::{self, AxisSample, DETERMINISM_ID, DETERMINISM_STATEMENT, Oracle, Violation};
 use crate::report::{
-    AxisReport, Expectation, MoveCounts, OracleReport, OrderCounts, Report, Samples, ServiceDown,
-    Verdict,
+    AxisReport, Expectation, MoveCounts, OracleReport, OrderCounts, Report, SagaMoveCounts,
+    Samples, ServiceDown, Verdict,
 };
 use crate::scenario::Scenario;
 use crate::seed::{Seed, Stream};
@@ -48,6 +48,8 @@ pub struct RunOutput {
     pub series: Vec<AxisSeries>,
     /// The full fault schedule the run used (explicit and drawn).
     pub schedule: Vec<Fault>,
+    /// The moves the sagas made (scenarios with `[services]` only), for the text summary.
+    pub saga_moves: Option<SagaMoveCounts>,
 }
 
 /// Checks that `[expect]` names only oracles that exist.
@@ -172,6 +174,7 @@ pub fn run_observed(
     RunOutput {
         report,
         trace: first.trace,
+        saga_moves: first.stats.orders.as_ref().map(|o| o.saga_moves),
         series: first.stats.series,
         schedule,
     }
@@ -305,6 +308,10 @@ struct OrderStats {
     started: std::collections::BTreeSet<u64>,
     ended: std::collections::BTreeSet<u64>,
     saga_ms: Vec<f64>,
+    saga_moves: SagaMoveCounts,
+    /// Orders whose move step has an outcome: a step seen again (a takeover's replay) counts
+    /// once.
+    moved: std::collections::BTreeSet<u64>,
 }
 
 impl OrderStats {
@@ -336,6 +343,17 @@ impl OrderStats {
                 }
             }
             "saga_owner_claimed" => self.counts.takeovers += 1,
+            "saga_move_retry" => self.saga_moves.retries += 1,
+            "saga_step" if e.field("step") == Some("move") => {
+                if let Some(order) = order()
+                    && self.moved.insert(order)
+                {
+                    match e.field("outcome") {
+                        Some("failed") => self.saga_moves.failed += 1,
+                        _ => self.saga_moves.succeeded += 1,
+                    }
+                }
+            }
             "http_request" => {
                 if let Some(status) = e.field_u64("status").and_then(|s| u16::try_from(s).ok()) {
                     *self.counts.gateway_statuses.entry(status).or_default() += 1;

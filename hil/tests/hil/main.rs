@@ -1,6 +1,7 @@
 //! The one integration-test binary of the `hil` crate (docs/STYLE.md, habit 9).
 
 mod bench;
+mod compare;
 mod emulator;
 mod link;
 mod peer;

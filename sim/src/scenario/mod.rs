@@ -520,9 +520,19 @@ impl Checker<'_> {
             requests: Vec::new(),
         };
         self.check_services(&file, &mut scenario)?;
-        for (i, axis) in scenario.axes.iter().enumerate() {
+        scenario.moves = self.check_moves(&file, &scenario)?;
+        // A client sends its direct moves (`[[workload.move]]`, `[[workload.cycle]]`) to one
+        // motion host, so the axes it moves directly must share one. An axis moved only by
+        // sagas (orders through the gateway) is no client's concern.
+        let moved_directly = |axis: &str| scenario.moves.iter().any(|m| m.axis == axis);
+        let direct: Vec<&Axis> = scenario
+            .axes
+            .iter()
+            .filter(|a| moved_directly(&a.name))
+            .collect();
+        for (i, axis) in direct.iter().enumerate() {
             let client = scenario.client_of(&axis.name);
-            if let Some(other) = scenario.axes[..i].iter().find(|o| {
+            if let Some(other) = direct[..i].iter().find(|o| {
                 scenario.client_of(&o.name) == client && o.motion_host != axis.motion_host
             }) {
                 return Err(self.error(
@@ -535,7 +545,6 @@ impl Checker<'_> {
                 ));
             }
         }
-        scenario.moves = self.check_moves(&file, &scenario)?;
         for fault in &file.faults {
             let checked = self.check_fault(fault, &scenario)?;
             scenario.faults.push(checked);

@@ -1,12 +1,13 @@
 //! sim's integration tests, one binary: every scenario as a snapshot, bad input, planted
 //! violations that the oracles must catch, the command line's exit codes, and sweeps (shards,
 //! merge, shrinking, determinism across processes), and regressions of the whole cell pinned to
-//! the faults that found them.
+//! the faults that found them, and what a person looks at (trace export, plots, the summary).
 
 mod bad_input;
 mod cli;
 mod disk;
 mod motion_recovery;
+mod new_user;
 mod operator;
 mod planted;
 mod planted_cell;
