@@ -18,6 +18,10 @@ const CONFIG: SupervisorConfig = SupervisorConfig {
     command_timeout_s: 0.05,
     winding_temperature_c_max: 75.0,
     feedback_invalid_s_max: 0.01,
+    feedback_period_s: 1e-3,
+    position_resolution_rad: 1e-3,
+    velocity_resolution_rad_per_s: 0.02,
+    plausible_acceleration_rad_per_s2_max: 100.0,
 };
 
 /// Time of the step that brings a fresh supervisor into the state under test.
@@ -35,6 +39,7 @@ fn nominal() -> Observation {
         velocity_rad_per_s: 0.0,
         winding_temperature_c: 40.0,
         feedback_valid: true,
+        feedback_sample_index: 0,
         command_link_ok: true,
     }
 }
@@ -735,6 +740,7 @@ fn fault_codes_are_stable_and_complete() {
         (0x4310, FaultCode::OverTemperature, SafeStop1),
         (0x7320, FaultCode::FeedbackLost, SafeTorqueOff),
         (0x7321, FaultCode::FeedbackNotFinite, SafeTorqueOff),
+        (0x7322, FaultCode::FeedbackImplausible, SafeTorqueOff),
         (0x8130, FaultCode::CommunicationLoss, SafeStop1),
         (0x8400, FaultCode::SafelyLimitedSpeed, SafeStop1),
         (0x8611, FaultCode::FollowingError, SafeTorqueOff),
