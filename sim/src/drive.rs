@@ -52,9 +52,9 @@ pub const QUICK_STOP_TORQUE_FRACTION: f64 = 0.5;
 /// Bandwidth of the firmware's stop-and-hold velocity loop, Hz.
 pub const STOP_LOOP_BANDWIDTH_HZ: f64 = 20.0;
 /// The position loop's gain as a fraction of the velocity loop's bandwidth (rad/s).
-const POSITION_GAIN_FRACTION: f64 = 0.2;
+const POSITION_GAIN_FRACTION: f64 = 0.25;
 /// The velocity integral's gain, as a fraction of the bandwidth squared.
-const INTEGRAL_GAIN_FRACTION: f64 = 0.05;
+const INTEGRAL_GAIN_FRACTION: f64 = 0.25;
 /// How long after its ramp's end the stop loop may take to settle below
 /// [`QUICK_STOP_SPEED_RAD_PER_S`]: about three time constants of the triple pole.
 pub const STOP_SETTLE_ALLOWANCE: Duration = Duration::from_millis(60);
@@ -410,7 +410,8 @@ impl SimDrive {
         let position_ref = stop.hold_position_rad.unwrap_or(position_ref);
         // One count of deadband: the true position lies between counts, and correcting the
         // quantisation would make the hold limit-cycle between two of them.
-        let count_rad = std::f64::consts::TAU / f64::from(self.plant.params().sensor.encoder_counts_per_rev);
+        let count_rad =
+            std::f64::consts::TAU / f64::from(self.plant.params().sensor.encoder_counts_per_rev);
         let raw_error_rad = position_ref - sensors.position_rad;
         let error_rad = if ramp_done {
             raw_error_rad.signum() * (raw_error_rad.abs() - count_rad).max(0.0)
@@ -437,7 +438,8 @@ impl SimDrive {
         let velocity_command = velocity_ref + POSITION_GAIN_FRACTION * omega * error_rad;
         let velocity_error = velocity_command - velocity;
         if ramp_done {
-            stop.integral_rad_s += velocity_error * self.plant.params().integration.step_ns as f64 * 1e-9;
+            stop.integral_rad_s +=
+                velocity_error * self.plant.params().integration.step_ns as f64 * 1e-9;
         }
         let acceleration = acceleration_ref
             + omega * velocity_error
