@@ -311,6 +311,10 @@ impl Oracle for WatchdogStop {
             return;
         }
         if !s.watchdog_tripped {
+            if !s.torque_enabled {
+                // A drive already commanded off has nothing to stop (PH4 judges the axis).
+                return;
+            }
             // `since` is the last command's arrival plus the watchdog time; the drive trips on
             // its integration grid at or after it, so a sample one control period later must
             // see the trip.
