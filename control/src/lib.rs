@@ -1,5 +1,5 @@
-//! servocell control core (DESIGN.md §4): trajectories, cascaded position/velocity loops and a
-//! safety supervisor for one servo axis.
+//! servocell control core (docs/DESIGN.md §4): trajectories, cascaded position/velocity loops
+//! and a safety supervisor for one servo axis.
 //!
 //! Architecture invariants:
 //! - `#![no_std]`, no allocation, no clock, no I/O, no randomness: plain data in, plain data

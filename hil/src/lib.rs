@@ -1,4 +1,4 @@
-//! servocell bench rig (DESIGN.md §10): Dynamixel Protocol 2.0, the XM430 control table, an
+//! servocell bench rig (docs/DESIGN.md §10): Dynamixel Protocol 2.0, the XM430 control table, an
 //! emulated servo behind a pseudo-terminal, and the real-time runner with its timing report.
 //! The only crate that opens a serial port.
 

@@ -1,7 +1,9 @@
 //! The host side of the Dynamixel bus over a serial port: one exchange at a time (send an
-//! instruction, wait for its status packets), with timeouts, resynchronisation after garbage,
-//! and counters of everything that went wrong. Owns the serial port; the meaning of the bytes
-//! is `protocol`. Real-time code: it reads the clock to bound its waits.
+//! instruction, wait for its status packets), with timeouts, resynchronisation after garbage
+//! (the parser's inter-byte timeout, and a rescan at each reply deadline), and counters of
+//! everything that went wrong. Owns the serial port; the meaning of the bytes is `protocol`,
+//! what an exchange costs on the line is `protocol::line_budget`. Real-time code: it reads the
+//! clock to bound its waits.
 
 // The link waits on the wall clock for replies: it is bench I/O, outside any simulation.
 #![allow(clippy::disallowed_methods)]
@@ -11,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::packet::{BROADCAST_ID, wire_time_ns};
+use crate::protocol::line_budget::{Exchange, fast_sync_reply_bytes, status_packet_bytes};
+use crate::protocol::packet::BROADCAST_ID;
+use crate::protocol::parser::inter_byte_timeout_ns;
 use crate::protocol::status::decode_fast_sync_reply;
 use crate::protocol::{
     ErrorByte, Instruction, InstructionPacket, PacketError, ParseError, Parser, RawPacket,
@@ -20,8 +24,8 @@ use crate::protocol::{
 
 /// Bytes read from the port at once.
 const READ_CHUNK_BYTES: usize = 1024;
-/// Status packet overhead: header, ID, length, instruction, error, CRC.
-const STATUS_OVERHEAD_BYTES: usize = 11;
+/// Shortest read timeout asked of the port (a zero timeout would not wait at all).
+const READ_WAIT_US_MIN: u64 = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -67,6 +71,8 @@ pub struct LinkStats {
 pub struct HostBus {
     port: Box<dyn serialport::SerialPort>,
     parser: Parser,
+    /// The parser's clock starts here (it takes nanoseconds since the link opened).
+    opened: Instant,
     baud: u32,
     /// Added to the modelled wire time of every exchange (adapter latency, scheduling).
     pub timeout_margin: Duration,
@@ -95,7 +101,8 @@ impl HostBus {
             })?;
         Ok(HostBus {
             port,
-            parser: Parser::new(),
+            parser: Parser::with_inter_byte_timeout(inter_byte_timeout_ns(baud)),
+            opened: Instant::now(),
             baud,
             timeout_margin: Duration::from_millis(20),
             // Factory Return Delay Time: 250 × 2 µs.
@@ -123,9 +130,16 @@ impl HostBus {
         Ok(bytes.len())
     }
 
-    fn wait_for(&self, request_bytes: usize, reply_bytes: usize, replies: usize) -> Duration {
-        let wire = wire_time_ns(request_bytes + reply_bytes, self.baud);
-        Duration::from_nanos(wire) + self.return_delay * replies as u32 + self.timeout_margin
+    /// How long to wait for the replies of `exchange`: its time on the line, plus the margin.
+    fn wait_for(&self, exchange: Exchange) -> Duration {
+        let return_delay_ns = u64::try_from(self.return_delay.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(exchange.line_time_ns(self.baud, return_delay_ns))
+            + self.timeout_margin
+    }
+
+    /// `t` on the parser's clock.
+    fn clock_ns(&self, t: Instant) -> u64 {
+        u64::try_from(t.duration_since(self.opened).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// The next packet from the line, or an error at `deadline`.
@@ -147,11 +161,14 @@ impl HostBus {
             }
             let now = Instant::now();
             if now >= deadline {
-                // A garbage header may hide the reply behind it: search inside what is held.
-                while self.parser.buffered() > 0 {
-                    self.parser.skip_partial();
-                    if let Some(Ok(raw)) = self.parser.next_packet() {
-                        return Ok(raw);
+                // No more bytes will be waited for: a garbage header may hide the reply behind
+                // it, so give the partial packet up and search what it held.
+                self.parser.flush();
+                while let Some(item) = self.parser.next_packet() {
+                    match item {
+                        Ok(raw) => return Ok(raw),
+                        Err(ParseError::Crc { .. }) => crc_seen = true,
+                        Err(_) => {}
                     }
                 }
                 if crc_seen {
@@ -165,8 +182,14 @@ impl HostBus {
                 let waited_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                 return Err(LinkError::Timeout { id, waited_us });
             }
-            let remaining = (deadline - now).max(Duration::from_micros(100));
-            let _ = self.port.set_timeout(remaining);
+            let mut remaining = deadline - now;
+            if let Some(expiry_ns) = self.parser.expiry_ns() {
+                let expiry = self.opened + Duration::from_nanos(expiry_ns);
+                remaining = remaining.min(expiry.saturating_duration_since(now));
+            }
+            let _ = self
+                .port
+                .set_timeout(remaining.max(Duration::from_micros(READ_WAIT_US_MIN)));
             match self.port.read(&mut buf) {
                 Ok(0) => {
                     // End of file: the device side closed the line.
@@ -176,8 +199,16 @@ impl HostBus {
                         "serial line closed",
                     )));
                 }
-                Ok(n) => self.parser.push(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                Ok(n) => {
+                    let arrived_ns = self.clock_ns(Instant::now());
+                    self.parser.push_at(arrived_ns, &buf[..n]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    // Nothing was pending when the read began: the line was silent up to `now`.
+                    // A partial packet whose sender went quiet is given up here, not at the
+                    // deadline, and what it hid is searched at the top of the loop.
+                    self.parser.expire(self.clock_ns(now));
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.stats.io_errors += 1;
@@ -226,7 +257,12 @@ impl HostBus {
         let id = packet.id;
         let sent = self.send(&packet)?;
         let started = Instant::now();
-        let deadline = started + self.wait_for(sent, STATUS_OVERHEAD_BYTES + reply_data_bytes, 1);
+        let deadline = started
+            + self.wait_for(Exchange {
+                request_bytes: sent,
+                reply_bytes: status_packet_bytes(reply_data_bytes),
+                replies: 1,
+            });
         self.status_from(id, deadline, started)
     }
 
@@ -303,9 +339,13 @@ impl HostBus {
             },
         );
         let sent = self.send(&packet)?;
-        let reply_bytes = STATUS_OVERHEAD_BYTES - 2 + ids.len() * (usize::from(length) + 4);
         let started = Instant::now();
-        let deadline = started + self.wait_for(sent, reply_bytes, ids.len());
+        let deadline = started
+            + self.wait_for(Exchange {
+                request_bytes: sent,
+                reply_bytes: fast_sync_reply_bytes(ids.len(), usize::from(length)),
+                replies: ids.len(),
+            });
         let first = ids.first().copied().unwrap_or(BROADCAST_ID);
         loop {
             let raw = self.receive(first, deadline, started)?;
@@ -355,11 +395,11 @@ impl HostBus {
         let sent = self.send(&packet)?;
         let started = Instant::now();
         let deadline = started
-            + self.wait_for(
-                sent,
-                ids.len() * (STATUS_OVERHEAD_BYTES + usize::from(length)),
-                ids.len(),
-            );
+            + self.wait_for(Exchange {
+                request_bytes: sent,
+                reply_bytes: ids.len() * status_packet_bytes(usize::from(length)),
+                replies: ids.len(),
+            });
         let mut out = Vec::with_capacity(ids.len());
         for &id in ids {
             let status = self.status_from(id, deadline, started)?;

@@ -1,4 +1,4 @@
-//! The report of a bench run, in the shape of `sim run`'s (DESIGN.md §9) so the two can be
+//! The report of a bench run, in the shape of `sim run`'s (docs/DESIGN.md §9) so the two can be
 //! compared: scenario, seed, version, verdict, run length, oracles with their first violation,
 //! faults, per-axis tracking figures with the recorded trajectory, plus the bench's own timing
 //! section and the reason a run stopped early. Owns the data shape and its JSON; the figures

@@ -1,5 +1,6 @@
 //! `hil run`: a bench scenario's motion program on real (or emulated) servos. Owns the
-//! preflight (ping and model check, current mode, limits, bus watchdog), the real-time loop on
+//! preflight (the line budget: does the baud carry the control rate; ping and model check,
+//! current mode, limits, bus watchdog), the real-time loop on
 //! its own thread (absolute deadlines; SCHED_FIFO and locked memory where permitted), the safe
 //! stops (torque off on every way out: end of program, error, panic, Ctrl-C), and the figures
 //! of the report. The control itself is `control::AxisController`, the same one the simulated
@@ -19,9 +20,10 @@ use control::{
 };
 use nix::time::{ClockId, ClockNanosleepFlags, clock_gettime, clock_nanosleep};
 
-use crate::control_table::{XM430_W350, address, operating_mode, unit};
+use crate::control_table::{BAUD_RATES, XM430_W350, address, operating_mode, unit};
 use crate::link::{HostBus, LinkError};
 use crate::protocol::SyncWriteEntry;
+use crate::protocol::line_budget::{ControlCycle, CycleBudget, LINE_BUSY_SHARE_MAX};
 use crate::report::{
     AxisReport, FaultRecord, MoveCounts, OracleReport, Report, SAMPLES_MAX, Samples, StopRecord,
     Verdict, Violation,
@@ -32,6 +34,11 @@ use crate::timing::{RealtimeSetup, TimingRecorder};
 /// Feedback block read every cycle: Present Current (126) to Present Temperature (146).
 const FEEDBACK_ADDRESS: u16 = address::PRESENT_CURRENT;
 const FEEDBACK_BYTES: u16 = 21;
+/// The command written every cycle: Goal Current (102), a signed 16-bit register.
+const GOAL_CURRENT_BYTES: usize = size_of::<i16>();
+/// Return Delay Time (register 9, 2 us units) preflight writes: the servos answer at once, and
+/// the line budget counts no delay.
+const RETURN_DELAY_TIME_UNITS: i64 = 0;
 /// Attempts at each torque-off write before giving up on a servo.
 const TORQUE_OFF_ATTEMPTS_MAX: u32 = 3;
 /// SCHED_FIFO priority asked for (below the kernel's own threaded IRQs at 50 is usual advice
@@ -55,6 +62,12 @@ pub enum RunError {
     OldFirmware { id: u8, found: u8 },
     #[error("{0}")]
     Config(String),
+    #[error("{}", line_budget_refusal(.axes, .rate_hz, .budget))]
+    LineBudget {
+        axes: usize,
+        rate_hz: f64,
+        budget: CycleBudget,
+    },
     #[error(transparent)]
     Link(#[from] LinkError),
 }
@@ -103,7 +116,12 @@ pub fn preflight_plan(axis: &Axis, bus_watchdog_ms: f64) -> Vec<PreflightStep> {
     vec![
         step("torque off", address::TORQUE_ENABLE, 1, 0),
         step("bus watchdog cleared", address::BUS_WATCHDOG, 1, 0),
-        step("return delay 0 us", address::RETURN_DELAY_TIME, 1, 0),
+        step(
+            "return delay",
+            address::RETURN_DELAY_TIME,
+            1,
+            RETURN_DELAY_TIME_UNITS,
+        ),
         step(
             "operating mode: current",
             address::OPERATING_MODE,
@@ -139,6 +157,96 @@ pub fn preflight_plan(axis: &Axis, bus_watchdog_ms: f64) -> Vec<PreflightStep> {
             (bus_watchdog_ms / 20.0).round() as i64,
         ),
     ]
+}
+
+/// The traffic the loop puts on the bus each period (see `control_loop`) for `axes` servos: one
+/// Fast Sync Read of the feedback block (registers 126..147), one Sync Write of Goal Current.
+pub fn bench_cycle(axes: usize) -> ControlCycle {
+    ControlCycle {
+        devices: axes,
+        feedback_bytes: usize::from(FEEDBACK_BYTES),
+        command_bytes: GOAL_CURRENT_BYTES,
+    }
+}
+
+/// The Return Delay Time the loop runs with (preflight writes it before torque on).
+fn loop_return_delay_ns() -> u64 {
+    RETURN_DELAY_TIME_UNITS as u64 * unit::RETURN_DELAY_NS
+}
+
+/// Preflight's first check, before the port is even opened: the bench's cycle for the
+/// scenario's axes fits its control period at `baud` (`protocol::line_budget`). Pure.
+pub fn check_line_budget(scenario: &Scenario, baud: u32) -> Result<CycleBudget, RunError> {
+    let axes = scenario.axes.len();
+    let rate_hz = scenario.axes[0].control_rate_hz;
+    let budget = bench_cycle(axes).budget(baud, loop_return_delay_ns(), scenario.period_ns());
+    if budget.fits() {
+        Ok(budget)
+    } else {
+        Err(RunError::LineBudget {
+            axes,
+            rate_hz,
+            budget,
+        })
+    }
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 * 1e-6
+}
+
+/// The figures of a line budget, as preflight prints them.
+fn line_budget_figures(axes: usize, rate_hz: f64, b: &CycleBudget) -> String {
+    format!(
+        "{rate_hz} Hz with {axes} axis(es) at {baud} baud: each {period:.3} ms period the loop \
+         puts {bytes} bytes on the line (a Fast Sync Read of {feedback} bytes per axis, its \
+         reply, a Sync Write of Goal Current), {line:.3} ms at 10 bits a byte with the servos' \
+         return delay of {delay} us, against the {allowed:.3} ms ({share:.0} % of the period) \
+         the line may take",
+        baud = b.baud,
+        period = ms(b.period_ns),
+        bytes = b.cycle_bytes,
+        feedback = FEEDBACK_BYTES,
+        line = ms(b.line_time_ns),
+        delay = loop_return_delay_ns() / 1000,
+        allowed = ms(b.line_time_ns_max),
+        share = LINE_BUSY_SHARE_MAX * 100.0,
+    )
+}
+
+/// Why a control rate is refused and what to change: the highest rate this baud carries, the
+/// lowest standard Dynamixel baud that carries this rate.
+fn line_budget_refusal(axes: &usize, rate_hz: &f64, b: &CycleBudget) -> String {
+    let rate_max = b.rate_hz_max.floor();
+    let lower = if rate_max >= crate::scenario::CONTROL_RATE_HZ_MIN {
+        format!(
+            "lower the rate: at {} baud this bus carries at most {rate_max} Hz (--rate {rate_max})",
+            b.baud
+        )
+    } else {
+        format!(
+            "lowering the rate will not do: at {} baud this bus carries at most {rate_max} Hz, \
+             below the bench's {} Hz minimum",
+            b.baud,
+            crate::scenario::CONTROL_RATE_HZ_MIN
+        )
+    };
+    let bauds: Vec<u32> = BAUD_RATES.iter().map(|&(_, baud)| baud).collect();
+    let faster = match bench_cycle(*axes).lowest_baud(&bauds, loop_return_delay_ns(), b.period_ns) {
+        Some(baud) => format!(
+            "or raise the baud: {rate_hz} Hz needs {baud} baud or faster (write the servos' Baud Rate register 8, \
+             e.g. with Dynamixel Wizard, and pass --baud {baud})"
+        ),
+        None => format!(
+            "no standard Dynamixel baud carries {rate_hz} Hz with {axes} axis(es): lower the \
+             rate or put fewer axes on this bus"
+        ),
+    };
+    format!(
+        "preflight: the baud cannot carry the control rate: {}. To change it, {lower}; {faster}. \
+         Nothing was sent to the servos; torque is off",
+        line_budget_figures(*axes, *rate_hz, b)
+    )
 }
 
 /// Steps that change nothing physical (everything before torque on): what `--dry-run` executes.
@@ -419,7 +527,7 @@ fn preflight(
                     source,
                 })?;
             if step.address == address::RETURN_DELAY_TIME {
-                bus.return_delay = std::time::Duration::ZERO;
+                bus.return_delay = std::time::Duration::from_nanos(loop_return_delay_ns());
             }
             log.push(format!(
                 "ID {id}: wrote {} = {} (register {})",
@@ -892,9 +1000,18 @@ pub fn run(
             a.control_rate_hz = rate;
         }
     }
+    // Before anything is sent: a rate the baud cannot carry would overrun from the first cycle.
+    let budget = check_line_budget(&scenario, options.baud)?;
+    let mut log = vec![format!(
+        "line budget ok: {}",
+        line_budget_figures(
+            scenario.axes.len(),
+            scenario.axes[0].control_rate_hz,
+            &budget
+        )
+    )];
     let mut bus = HostBus::open(&options.port, options.baud)?;
     bus.timeout_margin = std::time::Duration::from_millis(50);
-    let mut log = Vec::new();
     if options.dry_run {
         let result = preflight(&mut bus, &scenario, true, &mut log);
         result?;
@@ -1001,6 +1118,79 @@ fn panic_report(scenario: &Scenario, detail: String, confirmed: bool) -> Report 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bench_scenario() -> Scenario {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scenarios/bench-xm430.toml"
+        ))
+        .unwrap();
+        Scenario::from_toml_str(&text, "bench").unwrap()
+    }
+
+    #[test]
+    fn the_cycle_is_what_the_loop_exchanges() {
+        // Goal: the line budget counts the registers the loop really reads and writes. Method:
+        // the feedback block runs from Present Current (126) to the end of Present Temperature
+        // (146, one byte); the command is Goal Current's size in the control table.
+        let temperature = XM430_W350.register(address::PRESENT_TEMPERATURE).unwrap();
+        let end = temperature.address + u16::from(temperature.size);
+        assert_eq!(end - FEEDBACK_ADDRESS, FEEDBACK_BYTES);
+        let goal = XM430_W350.register(address::GOAL_CURRENT).unwrap();
+        assert_eq!(usize::from(goal.size), GOAL_CURRENT_BYTES);
+        let plan = preflight_plan(&bench_scenario().axes[0], 100.0);
+        let delay = plan
+            .iter()
+            .find(|p| p.address == address::RETURN_DELAY_TIME)
+            .unwrap();
+        assert_eq!(
+            delay.value, RETURN_DELAY_TIME_UNITS,
+            "the delay budgeted is written"
+        );
+    }
+
+    #[test]
+    fn preflight_refuses_200_hz_at_the_factory_baud() {
+        // Goal: issue 11's failure (at 57600 baud the bench scenario turned torque on and
+        // stopped at 0.09 s on 10 overruns) is refused before anything is sent, with the
+        // figures and what to change. Method: the bench scenario (200 Hz, one axis) at 57600:
+        // 65 bytes, 11.285 ms of line against 4 ms (80 % of 5 ms); at most 70.9 Hz at that
+        // baud; 115200 (5.64 ms) is too slow as well, so 1 Mbps is the advice. At 1 Mbps the
+        // same cycle takes 0.650 ms and passes.
+        let s = bench_scenario();
+        assert_eq!((s.axes.len(), s.axes[0].control_rate_hz), (1, 200.0));
+        let refused = check_line_budget(&s, 57_600).unwrap_err();
+        let RunError::LineBudget { budget, .. } = &refused else {
+            panic!("{refused:?}");
+        };
+        assert_eq!(
+            (
+                budget.cycle_bytes,
+                budget.line_time_ns,
+                budget.line_time_ns_max
+            ),
+            (65, 11_284_721, 4_000_000)
+        );
+        let message = refused.to_string();
+        for figure in [
+            "200 Hz with 1 axis(es) at 57600 baud",
+            "5.000 ms period",
+            "65 bytes",
+            "11.285 ms",
+            "4.000 ms (80 % of the period)",
+            "at most 70 Hz (--rate 70)",
+            "200 Hz needs 1000000 baud or faster",
+            "--baud 1000000",
+        ] {
+            assert!(
+                message.contains(figure),
+                "{figure:?} missing from: {message}"
+            );
+        }
+        assert!(check_line_budget(&s, 115_200).is_err());
+        let ok = check_line_budget(&s, 1_000_000).unwrap();
+        assert_eq!(ok.line_time_ns, 650_000);
+    }
 
     #[test]
     fn preflight_plan_ends_with_torque_on_then_watchdog() {

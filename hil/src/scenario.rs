@@ -1,4 +1,4 @@
-//! Bench scenarios: the subset of the scenario format (DESIGN.md §7, `sim`'s schema) that a
+//! Bench scenarios: the subset of the scenario format (docs/DESIGN.md §7, `sim`'s schema) that a
 //! bench rig can run, plus an optional `[bench]` table for what only a rig has (servo IDs, bus
 //! watchdog, stop thresholds). Owns parsing and checking; running is `runner.rs`. Written to
 //! move into a shared crate later: it depends on nothing of `hil` but its error type.

@@ -1,4 +1,4 @@
-//! servocell plant model (DESIGN.md §5): a nalgebra model of one servo axis — motor, the
+//! servocell plant model (docs/DESIGN.md §5): a nalgebra model of one servo axis — motor, the
 //! drive's current loop, gearbox, backlash, friction, load, sensors, thermal, plant faults —
 //! with datasheet presets, advanced in fixed steps up to the caller's time.
 //!

@@ -3,7 +3,7 @@
 //!
 //! Owns: quantisation, seeded noise, the one-sample delay on current, and the encoder faults'
 //! effect on the readings. Does not own: the true state (handed in at each sample) or the
-//! random stream's origin (the caller hands the plant a `ChaCha8Rng`, DESIGN.md §3).
+//! random stream's origin (the caller hands the plant a `ChaCha8Rng`, docs/DESIGN.md §3).
 //!
 //! Samples are taken at step boundaries that are multiples of `sample_period_ns` (1 ms in the
 //! presets, so a 1 kHz controller reading at k ms sees the sample taken at k ms). The noise

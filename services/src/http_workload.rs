@@ -48,8 +48,9 @@ use tokio::time::Instant;
 use crate::gateway::{GATEWAY_PORT, HttpCall, HttpCallError, HttpMethod, HttpReply, http_call};
 use crate::inventory::PartId;
 use crate::motion::AxisName;
-use crate::orders::{Endpoint, OrderId};
+use crate::orders::OrderId;
 use crate::retry::{Failure, RetryPolicy, RetrySchedule, decide_retry};
+use crate::transport::Endpoint;
 use crate::transport::Transport;
 
 /// Set in every workload order id (see the module docs).

@@ -1,4 +1,4 @@
-//! servocell services (DESIGN.md §6): each service is a pure state machine plus a thin async
+//! servocell services (docs/DESIGN.md §6): each service is a pure state machine plus a thin async
 //! shell written against traits for the network, the disk and the fieldbus, so the same code
 //! runs inside turmoil hosts (`sim` supplies the implementations) and in real runs (the tokio and
 //! std implementations here).
@@ -22,7 +22,7 @@
 //!
 //! Architecture invariants:
 //! - No turmoil here: the simulated network and disk come in through the traits.
-//! - No wall clock, no OS randomness, no threads, no hash-ordered iteration (DESIGN.md §3).
+//! - No wall clock, no OS randomness, no threads, no hash-ordered iteration (docs/DESIGN.md §3).
 //!   Shells read time from `tokio::time` (simulated under turmoil); cores get `now` passed in;
 //!   randomness is a `ChaCha8Rng` handed in by the caller. `TokioStorage` and `TokioTransport`
 //!   are for real runs only.

@@ -1,18 +1,35 @@
 //! The network as a service sees it: listen on a port, connect to a host by name.
 //!
-//! Owns the `Transport` and `Listener` traits every service is written against, and
-//! `TokioTransport`, their implementation over `tokio::net` for real runs. It does not own
+//! Owns the `Transport` and `Listener` traits every service is written against, `Endpoint` (where
+//! a service listens: a host name and a port), and `TokioTransport`, their implementation over
+//! `tokio::net` for real runs. It does not own
 //! framing (`framing`), request/response semantics (`rpc`) or any simulated network: the turmoil
-//! implementation lives in `sim`, the only crate that depends on turmoil (DESIGN.md §2).
+//! implementation lives in `sim`, the only crate that depends on turmoil (docs/DESIGN.md §2).
 //!
 //! Neither trait is `Send`-bound: a turmoil host is single-threaded, and the services never
-//! spawn threads (DESIGN.md §3).
+//! spawn threads (docs/DESIGN.md §3).
 
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Where a service listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Endpoint {
+    pub fn new(host: impl Into<String>, port: u16) -> Endpoint {
+        Endpoint {
+            host: host.into(),
+            port,
+        }
+    }
+}
 
 /// A byte-stream network: the one thing a service needs to talk to other services.
 pub trait Transport: Clone + 'static {

@@ -7,7 +7,7 @@
 //! and the deadlines generous; what is asserted (outcomes, tokens, positions) does not depend on
 //! timing.
 
-// Suites of other services, one file each, in this one test binary (STYLE.md: one
+// Suites of other services, one file each, in this one test binary (docs/STYLE.md: one
 // integration-test binary per crate).
 #[path = "suites/gateway.rs"]
 mod gateway;

@@ -272,6 +272,55 @@ impl Coverage {
     }
 }
 
+/// Fault kinds the short summary lists per scenario, least covered first.
+pub const LEAST_COVERED_KINDS_LISTED: usize = 5;
+
+impl Coverage {
+    /// A few lines for the terminal, where [`Coverage::text`] would be thousands for a large
+    /// cell: per scenario the combinations reached of all, how many were never reached, the
+    /// faults counted, and the [`LEAST_COVERED_KINDS_LISTED`] fault kinds with the smallest share
+    /// of their combinations reached. `table_file` names where the whole table is.
+    pub fn summary(&self, table_file: &str) -> String {
+        let mut out = format!(
+            "coverage (fault kind × target × axis phase or saga step; every combination with its count in {table_file}):\n"
+        );
+        for (name, coverage) in &self.scenarios {
+            let total = coverage.counts.len();
+            let reached = coverage.counts.values().filter(|c| **c > 0).count();
+            out.push_str(&format!(
+                "  {name}: {reached} of {total} combinations reached, {} never reached, {} faults\n",
+                total - reached,
+                coverage.total()
+            ));
+            // kind → (combinations reached, combinations, faults)
+            let mut kinds: BTreeMap<String, (usize, usize, u64)> = BTreeMap::new();
+            for (key, count) in &coverage.counts {
+                let kind = Combination::from_key(key).map_or_else(|| key.clone(), |c| c.kind);
+                let entry = kinds.entry(kind).or_default();
+                entry.0 += usize::from(*count > 0);
+                entry.1 += 1;
+                entry.2 += count;
+            }
+            let mut kinds: Vec<(String, (usize, usize, u64))> = kinds.into_iter().collect();
+            // Smallest share reached first (compared exactly, by cross-multiplying), then fewest
+            // faults, then by name (the map's order, kept by the stable sort).
+            kinds.sort_by(|(_, a), (_, b)| (a.0 * b.1).cmp(&(b.0 * a.1)).then(a.2.cmp(&b.2)));
+            if !kinds.is_empty() {
+                let least: Vec<String> = kinds
+                    .iter()
+                    .take(LEAST_COVERED_KINDS_LISTED)
+                    .map(|(kind, (reached, total, faults))| {
+                        let s = if *faults == 1 { "" } else { "s" };
+                        format!("{kind} {reached} of {total} ({faults} fault{s})")
+                    })
+                    .collect();
+                out.push_str(&format!("    least covered kinds: {}\n", least.join(", ")));
+            }
+        }
+        out
+    }
+}
+
 /// The targets chaos may draw for `kind` (mirrors `fault::draw_kind`).
 fn chaos_targets_of(kind: &str, targets: &crate::fault::ChaosTargets) -> Vec<String> {
     let link = |a: &str, b: &str| FaultKind::Partition {

@@ -159,12 +159,12 @@ pub struct Fault {
     #[serde(flatten)]
     pub kind: FaultKind,
     #[serde(
-        serialize_with = "crate::report::serialize_duration_s",
+        serialize_with = "crate::seconds::serialize_duration_s",
         rename = "at_s"
     )]
     pub at: Duration,
     #[serde(
-        serialize_with = "crate::report::serialize_option_duration_s",
+        serialize_with = "crate::seconds::serialize_option_duration_s",
         rename = "until_s"
     )]
     pub until: Option<Duration>,

@@ -23,10 +23,11 @@ use services::inventory::{INVENTORY_PORT, PartId, run_inventory};
 use services::journal::run_journal;
 use services::motion::MOTION_PORT;
 use services::motion::{AxisName, MotionConfig, run_motion};
-use services::orders::{Endpoint, ORDERS_PORT, OrdersConfig, run_orders};
+use services::orders::{ORDERS_PORT, run_orders};
 use services::registry::run_registry;
 use services::registry::{InstanceSpec, RegistrationConfig, run_registration};
 use services::retry::RetryPolicy;
+use services::transport::Endpoint;
 
 use crate::fieldbus::SimDriveLink;
 use crate::net::{SharedDisk, TurmoilStorage, TurmoilTransport};
@@ -301,6 +302,7 @@ pub(crate) fn register_gateway(sim: &mut turmoil::Sim<'_>, scenario: &Scenario, 
     config.planted_skips_authorisation = planted.gateway_skips_authorisation;
     config.planted_omits_retry_after = planted.gateway_omits_retry_after;
     config.rate_limit.planted_over_admits = planted.rate_limit_over_admits;
+    config.discovery.planted_cache_ignores_instance_ttl = planted.gateway_cache_ignores_ttl;
     for upstream in
         std::iter::once(&mut config.upstream).chain(config.upstream_overrides.values_mut())
     {
@@ -371,27 +373,10 @@ pub(crate) fn register_orders(
             )
         })
         .collect();
-    let index = u16::try_from(k).expect("orders instances are few");
-    let mut config = OrdersConfig::new(name.clone(), index, motion);
-    let p = &services.orders;
-    if let Some(ms) = p.lease_ttl_ms {
-        config.lease_ttl_ms = ms;
-    }
-    if let Some(d) = p.takeover_after {
-        config.takeover_after = d;
-    }
-    if let Some(d) = p.heartbeat_interval {
-        config.heartbeat_interval = d;
-    }
-    if let Some(d) = p.call_timeout {
-        config.call_timeout = d;
-    }
-    if let Some(d) = p.move_poll_interval {
-        config.move_poll_interval = d;
-    }
-    if let Some(d) = p.driver_restart_delay {
-        config.driver_restart_delay = d;
-    }
+    let mut config = services.orders.clone();
+    config.instance = name.clone();
+    config.instance_index = u16::try_from(k).expect("orders instances are few");
+    config.motion = motion;
     config.bus = Some(Endpoint::new("bus", BUS_PORT));
     let config = Rc::new(config);
     let registration = Rc::new(registration(services, "orders", &name, ORDERS_EDGE_PORT));
@@ -413,21 +398,13 @@ pub(crate) fn register_orders(
 
 /// How an instance registers: as `service`, reached at its edge adapter's port.
 fn registration(services: &Services, service: &str, host: &str, port: u16) -> RegistrationConfig {
-    let mut config = RegistrationConfig::new(
-        "registry",
-        InstanceSpec {
-            service: service.to_owned(),
-            instance_id: host.to_owned(),
-            host: host.to_owned(),
-            port,
-        },
-    );
-    if let Some(ttl) = services.registration_ttl {
-        config.ttl = ttl;
-    }
-    if let Some(d) = services.deregister_critical_after {
-        config.deregister_critical_after = d;
-    }
+    let mut config = services.registration.clone();
+    config.instance = InstanceSpec {
+        service: service.to_owned(),
+        instance_id: host.to_owned(),
+        host: host.to_owned(),
+        port,
+    };
     config
 }
 

@@ -1,6 +1,6 @@
 //! servocell's simulation harness: a servo cell inside turmoil, under faults, judged by oracles.
 //!
-//! The only crate that depends on turmoil (DESIGN.md §2). Code map:
+//! The only crate that depends on turmoil (docs/DESIGN.md §2). Code map:
 //! - [`scenario`]: scenario files, their checks, the resolved [`scenario::Scenario`].
 //! - [`seed`]: one seed in, one random stream per component out.
 //! - [`swarm`]: swarm testing, the chaos kinds and rates each seed draws.
@@ -12,11 +12,13 @@
 //! - [`trace`]: the canonical trace and its hash.
 //! - [`oracle`]: the pure observers that judge a run.
 //! - [`run`]: one run end to end, the verdict, the report's assembly.
-//! - [`report`], [`plot`]: what a run produces for people and snapshots.
+//! - [`report`], [`plot`]: what a run produces for people and snapshots; [`seconds`] writes
+//!   durations as seconds at the serde boundary.
 //! - [`bench`]: `sim bench`, speed against a bare-turmoil baseline measured in the same run.
-//! - [`sweep`]: many seeds on a worker pool, results, summary, JUnit; [`merge`] combines
-//!   shards; [`coverage`] counts fault kind × target × axis phase; [`shrink`] cuts a failing
-//!   schedule down; [`determinism`] compares a seed across processes.
+//! - [`sweep`]: many seeds on a worker pool, results (kept on disk as seeds finish, resumable),
+//!   summary, JUnit; [`merge`] combines shards; [`coverage`] counts fault kind × target × axis
+//!   phase; [`shrink`] cuts a failing schedule down; [`determinism`] compares a seed across
+//!   processes.
 
 pub mod bench;
 pub mod coverage;
@@ -32,6 +34,7 @@ pub mod plot;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod seconds;
 pub mod seed;
 pub mod shrink;
 pub mod swarm;

@@ -79,12 +79,18 @@ enum Command {
         /// modulo N. Combine the shards' directories with `sim merge`.
         #[arg(long, value_parser = sim::sweep::Shard::parse, value_name = "K/N")]
         shard: Option<sim::sweep::Shard>,
-        /// Directory for results.jsonl, coverage.json, sweep.json and summary.txt.
+        /// Directory for results.jsonl (appended as seeds finish), coverage.json, coverage.txt,
+        /// sweep.json and summary.txt.
         #[arg(long, value_name = "DIR", default_value = "sweep-out")]
         out: PathBuf,
         /// Also write JUnit XML for CI systems.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
+        /// Continue the stopped sweep in --out: the same scenarios (unchanged), seeds and shard;
+        /// the seeds already done are kept, the rest run. Ends with the files an uninterrupted
+        /// sweep writes.
+        #[arg(long)]
+        resume: bool,
     },
     /// Run each seed here and in a fresh process, and compare trace hashes; exit 1 on a
     /// divergence, naming the first trace event that differs.
@@ -226,7 +232,16 @@ fn execute(command: Command) -> Result<ExitCode> {
             shard,
             out,
             junit,
-        } => sweep_command(&scenarios, seeds, jobs, shard, &out, junit.as_deref()),
+            resume,
+        } => sweep_command(
+            &scenarios,
+            seeds,
+            jobs,
+            shard,
+            &out,
+            junit.as_deref(),
+            resume,
+        ),
         Command::CheckDeterminism {
             scenario,
             seeds,
@@ -451,10 +466,9 @@ fn load_sweep_scenarios(paths: &[PathBuf]) -> Result<Vec<sim::sweep::SweepScenar
     paths
         .iter()
         .map(|path| {
-            Ok(sim::sweep::SweepScenario {
-                path: path.display().to_string(),
-                scenario: load(path)?,
-            })
+            let s = sim::sweep::SweepScenario::load(path).map_err(|e| UsageError(e.to_string()))?;
+            check_expectations(&s.scenario).map_err(UsageError)?;
+            Ok(s)
         })
         .collect()
 }
@@ -466,16 +480,16 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Writes a finished sweep's files, prints its summary; exit 1 when any seed failed.
-fn finish_sweep(sweep: &sim::sweep::Sweep, out: &Path, junit: Option<&Path>) -> Result<ExitCode> {
-    sweep.write(out)?;
+/// Writes a finished sweep's JUnit XML, prints its summary; exit 1 when any seed failed.
+fn report_sweep(sweep: &sim::sweep::Sweep, out: &Path, junit: Option<&Path>) -> Result<ExitCode> {
     if let Some(junit) = junit {
         write_file(junit, &sweep.junit())?;
     }
     print!("{}", sweep.summary(sim::sweep::FAILURES_PRINTED_MAX));
     println!(
-        "results in {}",
-        out.join(sim::sweep::RESULTS_FILE).display()
+        "results in {}, coverage table in {}",
+        out.join(sim::sweep::RESULTS_FILE).display(),
+        out.join(sim::sweep::COVERAGE_TABLE_FILE).display()
     );
     if sweep.failures().next().is_some() {
         return Ok(ExitCode::from(1));
@@ -490,26 +504,47 @@ fn sweep_command(
     shard: Option<sim::sweep::Shard>,
     out: &Path,
     junit: Option<&Path>,
+    resume: bool,
 ) -> Result<ExitCode> {
     let scenarios = load_sweep_scenarios(paths)?;
     let jobs = jobs.unwrap_or_else(default_jobs);
     let started = wall_clock();
-    let sweep = sim::sweep::sweep(
-        &scenarios,
-        seeds,
-        shard,
-        sim::sweep::SweepOptions {
-            jobs,
-            progress: true,
+    let start = if resume {
+        sim::sweep::Start::Resume
+    } else {
+        sim::sweep::Start::Fresh
+    };
+    let options = sim::sweep::SweepOptions {
+        jobs,
+        progress: true,
+    };
+    let run = sim::sweep::sweep_into(out, &scenarios, seeds, shard, options, start).map_err(
+        |e| match e {
+            // A plan that does not match, or damaged files: the user's to fix.
+            sim::sweep::SweepError::Plan(_) | sim::sweep::SweepError::Parse { .. } => {
+                anyhow::Error::new(UsageError(e.to_string()))
+            }
+            sim::sweep::SweepError::Io { .. } => anyhow::Error::new(e),
         },
-    )
-    .map_err(|e| UsageError(e.to_string()))?;
+    )?;
+    if let Some(discarded) = run.discarded {
+        eprintln!(
+            "note: {} held an unfinished sweep ({discarded} runs done); started afresh without --resume, it is discarded",
+            out.display()
+        );
+    }
     let wall_s = started.elapsed().as_secs_f64();
-    let code = finish_sweep(&sweep, out, junit)?;
+    let code = report_sweep(&run.sweep, out, junit)?;
+    if run.resumed > 0 {
+        println!(
+            "resumed: {} runs were done already, {} run now",
+            run.resumed, run.ran
+        );
+    }
     println!(
         "{} runs in {wall_s:.1} s with {jobs} workers: {:.1} seeds/s",
-        sweep.results.len(),
-        sweep.results.len() as f64 / wall_s.max(1e-9)
+        run.ran,
+        run.ran as f64 / wall_s.max(1e-9)
     );
     Ok(code)
 }
@@ -625,7 +660,8 @@ fn merge_command(dirs: &[PathBuf], out: &Path, junit: Option<&Path>) -> Result<E
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| UsageError(e.to_string()))?;
     let merged = sim::merge::merge(parts).map_err(|e| UsageError(e.to_string()))?;
-    finish_sweep(&merged, out, junit)
+    merged.write(out)?;
+    report_sweep(&merged, out, junit)
 }
 
 fn bench_command(path: &Path, seeds: std::ops::Range<u64>) -> Result<ExitCode> {

@@ -1,7 +1,7 @@
 //! Merging shards: the directories of `sim sweep --shard K/N` runs, combined into one sweep.
 //!
 //! [`merge`] checks that the parts belong together (same servocell version, same scenarios at
-//! the same paths, same seed range, the same shard count), that together they are every shard
+//! the same paths with the same text (SHA-256), same seed range, the same shard count), that together they are every shard
 //! exactly once (a partial merge would hide seeds; a whole, unsharded sweep needs no merge),
 //! and that no (scenario, seed) appears twice; then it sorts the results by (scenario, seed) and
 //! sums the coverage. Since a sweep writes its results in the same order through the same
@@ -112,7 +112,7 @@ pub fn merge(parts: Vec<Sweep>) -> Result<Sweep, MergeError> {
 fn scenario_list(m: &Manifest) -> String {
     m.scenarios
         .iter()
-        .map(|s| format!("{} ({})", s.name, s.path))
+        .map(|s| format!("{} ({}, SHA-256 {})", s.name, s.path, s.sha256))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -141,6 +141,7 @@ mod tests {
                 scenarios: vec![ManifestScenario {
                     name: "s".into(),
                     path: "s.toml".into(),
+                    sha256: "0".repeat(64),
                 }],
                 seeds_start: 0,
                 seeds_end: 6,
@@ -166,7 +167,8 @@ mod tests {
     }
 
     // Goal: complete shards merge into sorted results whatever order they come in; a missing,
-    // repeated or foreign shard is refused with a message that names it.
+    // repeated or foreign shard, or one whose scenario text differs, is refused with a message
+    // that names it.
     #[test]
     fn merges_complete_shards_only() {
         let merged = merge(vec![part(1, 2, &[1, 3, 5]), part(0, 2, &[0, 2, 4])]).expect("ok");
@@ -201,6 +203,15 @@ mod tests {
                 seed: 2
             })
         );
+        let mut edited = part(1, 2, &[1]);
+        edited.manifest.scenarios[0].sha256 = "1".repeat(64);
+        assert!(matches!(
+            merge(vec![part(0, 2, &[0]), edited]),
+            Err(MergeError::Mismatch {
+                what: "scenarios",
+                ..
+            })
+        ));
         let mut whole = part(0, 1, &[0]);
         whole.manifest.shard = None;
         assert_eq!(merge(vec![whole]), Err(MergeError::NotAShard { index: 0 }));

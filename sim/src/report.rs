@@ -1,12 +1,10 @@
-//! The report of a run (DESIGN.md §9): what was run, what was injected, what held.
+//! The report of a run (docs/DESIGN.md §9): what was run, what was injected, what held.
 //!
 //! One type serves `sim run --json`, the insta snapshots (YAML, floats rounded to a fixed number
 //! of significant digits by [`Report::rounded`]) and sweeps. It is built by `run.rs` from the
 //! run's trace, oracle verdicts and per-axis statistics; it does no judging of its own.
 
-use std::time::Duration;
-
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 use crate::fault::Fault;
 use crate::fieldbus::FieldbusStats;
@@ -156,20 +154,6 @@ fn round_significant(x: f64, digits: i32) -> f64 {
     format!("{rounded:.*e}", (digits - 1) as usize)
         .parse()
         .unwrap_or(rounded)
-}
-
-pub(crate) fn serialize_duration_s<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
-}
-
-pub(crate) fn serialize_option_duration_s<S: Serializer>(
-    d: &Option<Duration>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    match d {
-        Some(d) => s.serialize_some(&d.as_secs_f64()),
-        None => s.serialize_none(),
-    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::fault::{Fault, draw_chaos};
-use crate::oracle::{self, AxisSample, Oracle, Violation};
+use crate::oracle::{self, AxisSample, DETERMINISM_ID, DETERMINISM_STATEMENT, Oracle, Violation};
 use crate::report::{
     AxisReport, Expectation, MoveCounts, OracleReport, OrderCounts, Report, Samples, Verdict,
 };
@@ -18,9 +18,6 @@ use crate::scenario::Scenario;
 use crate::seed::{Seed, Stream};
 use crate::trace::{Trace, TraceEvent, TraceSubscriber};
 use crate::world::{Observer, World};
-
-pub const DETERMINISM_ID: &str = "DT1";
-pub const DETERMINISM_STATEMENT: &str = "running the same seed again gives the same trace hash";
 
 /// Points per axis kept for plots; longer runs are decimated evenly.
 pub const SERIES_POINT_COUNT_MAX: usize = 4000;

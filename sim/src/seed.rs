@@ -1,4 +1,4 @@
-//! One seed in, one independent random stream per component out (DESIGN.md §3).
+//! One seed in, one independent random stream per component out (docs/DESIGN.md §3).
 //!
 //! Every stream is `ChaCha8Rng::seed_from_u64(seed)` with its own `set_stream`, so adding a
 //! component (a new stream number) never shifts the numbers another component draws. The stream

@@ -28,9 +28,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::fault::{Fault, FaultKind};
+use crate::oracle::DETERMINISM_ID;
 use crate::oracle::Violation;
 use crate::report::{Expectation, Report};
-use crate::run::{DETERMINISM_ID, RunOptions, run, schedule};
+use crate::run::{RunOptions, run, schedule};
 use crate::scenario::{Scenario, ScenarioError, Source};
 
 /// Default limit on the runs one shrink may make.

@@ -39,7 +39,7 @@ use crate::scenario::Scenario;
 use crate::seed::{Seed, Stream};
 use crate::trace::{HARNESS_HOST, SharedTrace, TraceEvent};
 
-/// turmoil's epoch for every run: a fixed instant, never the wall clock (DESIGN.md §3).
+/// turmoil's epoch for every run: a fixed instant, never the wall clock (docs/DESIGN.md §3).
 pub const EPOCH_UNIX_S: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
 /// Sees each tick of a run; cannot change it.

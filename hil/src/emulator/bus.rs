@@ -1,14 +1,17 @@
 //! The emulated bus: several emulated servos behind one line, fed raw bytes and answering with
 //! timed transmissions. Owns instruction dispatch (unicast, broadcast, sync, bulk and fast
-//! reads), the Status Return Level, and wire time: a reply is due after the instruction's own
-//! wire time, the servo's Return Delay Time and the reply's wire time at the configured baud,
-//! all on the emulator's clock (a pseudo-terminal itself has no baud rate). Pure: time passed
-//! in, no I/O. The pseudo-terminal and the faults on the link are `pty.rs`.
+//! reads), the Status Return Level, the receiver's inter-byte timeout (the devices give up a
+//! partial packet once the line has been idle too long, and find what it hid), and wire time:
+//! a reply is due after the instruction's own wire time, the servo's Return Delay Time and the
+//! reply's wire time at the configured baud, all on the emulator's clock (a pseudo-terminal
+//! itself has no baud rate). Pure: time passed in, no I/O. The pseudo-terminal and the faults
+//! on the link are `pty.rs`.
 
 use std::time::Duration;
 
 use crate::protocol::instruction::code;
 use crate::protocol::packet::{BROADCAST_ID, wire_time_ns};
+use crate::protocol::parser::inter_byte_timeout_ns;
 use crate::protocol::status::encode_fast_reply;
 use crate::protocol::{
     ErrorByte, ErrorCode, FastSyncEntry, Instruction, InstructionPacket, ParseError, Parser,
@@ -30,6 +33,8 @@ pub struct BusStats {
     pub instructions: u64,
     pub crc_errors: u64,
     pub malformed: u64,
+    /// Partial packets given up after an idle gap on the line.
+    pub partials_given_up: u64,
 }
 
 /// Servos sharing one line.
@@ -53,7 +58,7 @@ impl EmulatedBus {
         assert!(baud > 0, "baud must be positive");
         EmulatedBus {
             servos,
-            parser: Parser::new(),
+            parser: Parser::with_inter_byte_timeout(inter_byte_timeout_ns(baud)),
             baud,
             line_free_ns: 0,
             stats: BusStats::default(),
@@ -69,7 +74,16 @@ impl EmulatedBus {
     }
 
     pub fn stats(&self) -> BusStats {
-        self.stats
+        BusStats {
+            partials_given_up: self.parser.stats().partials_given_up,
+            ..self.stats
+        }
+    }
+
+    /// When a partial packet held by the devices will be given up if the line stays idle: the
+    /// serving loop calls [`EmulatedBus::idle`] by then.
+    pub fn expiry(&self) -> Option<Duration> {
+        self.parser.expiry_ns().map(Duration::from_nanos)
     }
 
     /// Runs every servo's firmware up to `t`.
@@ -86,14 +100,36 @@ impl EmulatedBus {
     /// Bytes that arrived from the host at `t` (the moment the host wrote them). Returns what
     /// the servos send back, in order, each with its due time.
     pub fn receive(&mut self, t: Duration, bytes: &[u8]) -> Vec<Transmission> {
-        self.parser.push(bytes);
-        let mut out = Vec::new();
+        self.parser.push_at(ns(t), bytes);
         // The instruction has been on the wire for its own length before a device has it all.
-        let arrived_ns = ns(t);
+        self.dispatch(ns(t), true)
+    }
+
+    /// The line was silent from the last bytes received up to `t` (the serving loop knows it
+    /// from a read that found nothing): if that is longer than the inter-byte timeout, the
+    /// partial packet held is given up and the packets it hid are answered now.
+    pub fn idle(&mut self, t: Duration) -> Vec<Transmission> {
+        if self.parser.expire(ns(t)) {
+            self.dispatch(ns(t), false)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Executes every packet the parser has. `now_ns` is when the bytes arrived (`on_wire`: a
+    /// packet is complete after its own wire time) or when they were found (already complete).
+    fn dispatch(&mut self, now_ns: u64, on_wire: bool) -> Vec<Transmission> {
+        let mut out = Vec::new();
+        let arrived_ns = now_ns;
         while let Some(item) = self.parser.next_packet() {
             match item {
                 Ok(raw) => {
-                    let done_ns = arrived_ns + wire_time_ns(raw.frame.len(), self.baud);
+                    let wire_ns = if on_wire {
+                        wire_time_ns(raw.frame.len(), self.baud)
+                    } else {
+                        0
+                    };
+                    let done_ns = arrived_ns + wire_ns;
                     self.advance_to(Duration::from_nanos(done_ns));
                     match InstructionPacket::decode(&raw) {
                         Ok(packet) => {

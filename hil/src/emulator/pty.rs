@@ -1,7 +1,8 @@
 //! Serving an emulated bus in real time, behind a pseudo-terminal (`--pty`) or on a real serial
 //! port (`--port`). Owns the line I/O, the real-time schedule of replies (each sent when its
-//! modelled wire time says it would have finished), link faults, and the summary printed at
-//! exit. The device logic is `bus.rs` and `servo.rs`.
+//! modelled wire time says it would have finished), the clock of the devices' inter-byte
+//! timeout (the loop tells the bus when the line stayed idle), link faults, and the summary
+//! printed at exit. The device logic is `bus.rs` and `servo.rs`.
 
 // This module is the emulator's real-time shell: its clock is the wall clock, by design.
 #![allow(clippy::disallowed_methods)]
@@ -13,9 +14,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags, ppoll};
 use nix::pty::openpty;
 use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+use nix::sys::time::TimeSpec;
 use serde::Serialize;
 
 use super::bus::{EmulatedBus, Transmission};
@@ -80,9 +82,11 @@ impl PtyLine {
 
 impl Line for PtyLine {
     fn read_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, LineError> {
-        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        // ppoll, not poll: poll counts whole milliseconds, so a reply due in 0.7 ms would be
+        // waited for by spinning on a zero timeout, and a process that spins loses its turn on
+        // a loaded machine; ppoll sleeps to the nanosecond.
         let mut fds = [PollFd::new(self.master.as_fd(), PollFlags::POLLIN)];
-        let ready = match poll(&mut fds, PollTimeout::from(ms)) {
+        let ready = match ppoll(&mut fds, Some(TimeSpec::from_duration(timeout)), None) {
             Err(nix::errno::Errno::EINTR) => return Ok(0),
             other => other?,
         };
@@ -168,10 +172,30 @@ pub struct ExitSummary {
     pub served_s: f64,
     pub instructions: u64,
     pub instruction_crc_errors: u64,
+    /// Partial packets the devices gave up after an idle gap (a truncated instruction).
+    pub partials_given_up: u64,
     pub replies_dropped: u64,
     pub replies_corrupted: u64,
     pub garbage_bytes: u64,
     pub servos: Vec<ServoSummary>,
+}
+
+/// Queues the servos' replies made at `t`, through the link faults; the oldest reply goes when
+/// the queue is full.
+fn enqueue(
+    queue: &mut VecDeque<Transmission>,
+    faults: &mut LinkFaults,
+    t: Duration,
+    replies: Vec<Transmission>,
+) {
+    for tx in replies {
+        if queue.len() >= QUEUE_LEN_MAX {
+            queue.pop_front();
+        }
+        if let Some(tx) = faults.apply(t, tx) {
+            queue.push_back(tx);
+        }
+    }
 }
 
 /// Serves `bus` on `line` in real time until `stop` is set or a vanish fault starts.
@@ -197,24 +221,25 @@ pub fn serve(
             line.write_all(&tx.bytes)?;
         }
         bus.advance_to(now);
-        let wait = queue
-            .front()
-            .map_or(
+        let wait = [queue.front().map(|tx| tx.due), bus.expiry()]
+            .into_iter()
+            .flatten()
+            .map(|due| due.saturating_sub(now))
+            .fold(
                 Duration::from_millis(u64::from(POLL_INTERVAL_MS_MAX)),
-                |tx| tx.due.saturating_sub(now),
-            )
-            .min(Duration::from_millis(u64::from(POLL_INTERVAL_MS_MAX)));
+                Duration::min,
+            );
         let n = line.read_timeout(&mut buf, wait)?;
         if n > 0 {
             let arrived = start.elapsed();
-            for tx in bus.receive(arrived, &buf[..n]) {
-                if queue.len() >= QUEUE_LEN_MAX {
-                    queue.pop_front();
-                }
-                if let Some(tx) = faults.apply(arrived, tx) {
-                    queue.push_back(tx);
-                }
-            }
+            let replies = bus.receive(arrived, &buf[..n]);
+            enqueue(&mut queue, faults, arrived, replies);
+        } else {
+            // Nothing was pending when the read began at `now`: the line was silent up to
+            // then (not up to the read's end: this process may have been descheduled since).
+            // A partial packet whose sender went quiet is given up, what it hid answered.
+            let found = bus.idle(now);
+            enqueue(&mut queue, faults, now, found);
         }
     };
     let stats = bus.stats();
@@ -236,6 +261,7 @@ pub fn serve(
         served_s: start.elapsed().as_secs_f64(),
         instructions: stats.instructions,
         instruction_crc_errors: stats.crc_errors,
+        partials_given_up: stats.partials_given_up,
         replies_dropped: faults.dropped,
         replies_corrupted: faults.corrupted,
         garbage_bytes: faults.garbage_bytes,

@@ -29,8 +29,13 @@ pub(crate) struct Emulator {
 
 impl Emulator {
     pub(crate) fn start(extra: &[&str]) -> Emulator {
+        Emulator::start_at(BAUD, extra)
+    }
+
+    /// An emulator that models the wire time of `baud`.
+    pub(crate) fn start_at(baud: &str, extra: &[&str]) -> Emulator {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hil"))
-            .args(["emulate", "--pty", "--baud", BAUD])
+            .args(["emulate", "--pty", "--baud", baud])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -66,6 +71,16 @@ impl Emulator {
         self.stdout.read_line(&mut line).expect("summary line");
         self.child.wait().expect("emulator exits");
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("summary {line:?}: {e}"))
+    }
+}
+
+/// A test that fails before `stop` must not leave its emulator serving: kill it.
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -195,6 +210,62 @@ fn dry_run_leaves_torque_off_and_prints_the_plan() {
         summary["servos"][0]["operating_mode"], 0,
         "preflight set current mode"
     );
+}
+
+/// `hil run --dry-run` of the shipped bench scenario at `baud`, against an emulator at that baud;
+/// the exit code, stdout and stderr, and the emulator's exit summary.
+fn dry_run_bench_scenario(baud: &str) -> (i32, String, String, serde_json::Value) {
+    let _lock = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let emulator = Emulator::start_at(baud, &[]);
+    let scenario = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/bench-xm430.toml");
+    let output = Command::new(env!("CARGO_BIN_EXE_hil"))
+        .arg("run")
+        .arg(scenario)
+        .args(["--port", &emulator.path, "--baud", baud, "--dry-run"])
+        .output()
+        .expect("run hil run --dry-run");
+    let summary = emulator.stop();
+    (
+        output.status.code().expect("exit code"),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+        summary,
+    )
+}
+
+#[test]
+fn dry_run_refuses_a_control_rate_the_baud_cannot_carry() {
+    // Goal: issue 11's failure at the factory baud (torque on, then a stop at 0.09 s on 10
+    // overruns) becomes a refusal before anything is sent, with the figures and what to
+    // change, and --dry-run says the same. Method: the shipped bench scenario (200 Hz, one
+    // axis) dry-run at 57600 baud against an emulator at 57600: exit 2, the exchange's wire
+    // time against the period, the highest rate and the lowest baud; the emulator saw no
+    // instruction. At 1 Mbps the same dry run passes preflight with its line budget printed.
+    let (code, stdout, stderr, summary) = dry_run_bench_scenario("57600");
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    for figure in [
+        "200 Hz with 1 axis(es) at 57600 baud",
+        "65 bytes",
+        "11.285 ms",
+        "5.000 ms period",
+        "4.000 ms (80 % of the period)",
+        "at most 70 Hz (--rate 70)",
+        "--baud 1000000",
+    ] {
+        assert!(stderr.contains(figure), "{figure:?} missing from: {stderr}");
+    }
+    assert_eq!(summary["instructions"], 0, "nothing was sent: {summary}");
+    assert!(!servo_torque(&summary));
+
+    let (code, stdout, stderr, summary) = dry_run_bench_scenario("1000000");
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("preflight done, torque left off"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("line budget ok"), "{stdout}");
+    assert!(stdout.contains("0.650 ms"), "{stdout}");
+    assert!(!servo_torque(&summary));
 }
 
 /// Runs the short scenario with a link fault; the runner must stop for `reasons` (or, for

@@ -9,8 +9,9 @@ use super::bench::Emulator;
 #[test]
 fn the_robotis_sdk_drives_the_emulator() {
     // Goal: protocol compatibility with the vendor's own client, not only with our codec.
-    // Method: run the SDK script against a fresh emulator with two servos; it pings, reads and
-    // writes registers, moves ID 1 in position mode while reading Present Position, and uses
+    // Method: run the SDK script against a fresh emulator with two servos; it pings (again
+    // after a truncated packet and a silence: the emulator resynchronises), reads and writes
+    // registers, moves ID 1 in position mode while reading Present Position, and uses
     // sync write and sync/fast sync read; it prints "ok" last and exits 0. Missing Python or a
     // missing SDK is a failure that says how to install it.
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peer/sdk_client.py");

@@ -407,9 +407,9 @@ proptest! {
         data in proptest::collection::vec(any::<u8>(), 0..20),
     ) {
         // Goal: the parser never panics on arbitrary input and, once garbage ends, still finds
-        // the real packets that follow. Method: garbage, then an unsuspicious spacer, then two
-        // status packets, all fed in chunks; afterwards skip_partial until the buffer drains
-        // (what a client does on timeout) and check both packets were seen.
+        // the real packets that follow. Method: garbage, then two status packets, all fed in
+        // chunks; afterwards flush (what a receiver does when the line goes idle) and check
+        // both packets were seen.
         let a = StatusPacket { id: 5, error: ErrorByte(0), data: data.clone() }.encode().unwrap();
         let b = StatusPacket { id: 6, error: ErrorByte(0x80), data }.encode().unwrap();
         let mut stream = garbage.clone();
@@ -426,12 +426,9 @@ proptest! {
             parser.push(c);
             drain(&mut parser, &mut seen);
         }
-        let mut guard = 0;
-        while parser.buffered() > 0 && guard < 10_000 {
-            parser.skip_partial();
-            drain(&mut parser, &mut seen);
-            guard += 1;
-        }
+        parser.flush();
+        prop_assert_eq!(parser.buffered(), 0);
+        drain(&mut parser, &mut seen);
         // Garbage may by chance hold a valid packet, so check containment, not equality.
         prop_assert!(seen.contains(&b), "second packet lost");
         // The first one can only be lost if garbage opened a frame that swallowed it and that
@@ -447,4 +444,86 @@ fn instruction_codes_match_the_sdk() {
         (code::SYNC_READ, code::FAST_SYNC_READ, code::BULK_WRITE),
         (0x82, 0x8A, 0x93)
     );
+}
+
+/// Instructions to ID 1 that each draw one status packet, back to back, and their count.
+fn answered_stream() -> (Vec<u8>, usize) {
+    let instructions = [
+        Instruction::Ping,
+        Instruction::Read {
+            address: 132,
+            length: 4,
+        },
+        Instruction::Write {
+            address: 65,
+            data: vec![1],
+        },
+        Instruction::Ping,
+    ];
+    let mut stream = Vec::new();
+    for i in &instructions {
+        stream.extend(InstructionPacket::new(1, i.clone()).encode().unwrap());
+    }
+    (stream, instructions.len())
+}
+
+fn emulated_bus() -> hil::emulator::EmulatedBus {
+    let params = plant_model::AxisParams::preset("xm430-w350").unwrap();
+    let servo = hil::emulator::EmulatedServo::new(hil::control_table::XM430_W350, 1, params, 3);
+    hil::emulator::EmulatedBus::new(vec![servo], 1_000_000)
+}
+
+proptest! {
+    #[test]
+    fn packets_split_across_reads_within_the_timeout_are_all_answered(
+        cuts in proptest::collection::vec(1usize..54, 0..12),
+        gaps in proptest::collection::vec(0.0f64..=1.0, 13),
+        silent in proptest::collection::vec(any::<bool>(), 13),
+    ) {
+        // Goal: the inter-byte timeout never drops a packet whose pieces reach the emulator in
+        // several reads with gaps up to the timeout (a partial packet at the end of one pty
+        // read completes in the next). Method: four instructions back to back, cut at random
+        // points, each piece received after a random gap in [0, timeout]; before some pieces
+        // the serving loop's idle call reports the line silent up to that moment. Every
+        // instruction is answered once and nothing is given up.
+        let (stream, expected) = answered_stream();
+        let timeout_ns = hil::protocol::parser::inter_byte_timeout_ns(1_000_000);
+        let mut points: Vec<usize> = cuts.into_iter().filter(|&c| c < stream.len()).collect();
+        points.sort_unstable();
+        points.dedup();
+        let mut bus = emulated_bus();
+        let mut t_ns = 0u64;
+        let mut replies = 0;
+        let mut from = 0;
+        for (k, &to) in points.iter().chain(std::iter::once(&stream.len())).enumerate() {
+            t_ns += (gaps[k] * timeout_ns as f64) as u64;
+            let t = std::time::Duration::from_nanos(t_ns);
+            if silent[k] {
+                replies += bus.idle(t).len();
+            }
+            replies += bus.receive(t, &stream[from..to]).len();
+            from = to;
+        }
+        prop_assert_eq!(replies, expected);
+        prop_assert_eq!(bus.stats().partials_given_up, 0);
+        prop_assert_eq!(bus.stats().instructions, expected as u64);
+    }
+
+    #[test]
+    fn a_gap_past_the_timeout_inside_a_packet_gives_only_that_packet_up(cut in 1usize..14) {
+        // Goal: the negative space of the property above: a sender that goes quiet for longer
+        // than the timeout inside a packet loses that packet, and only that one. Method: the
+        // stream cut inside its second instruction (the 14-byte read); the line reported
+        // silent for the timeout + 1 ns before the rest. Three replies, one partial given up.
+        let (stream, expected) = answered_stream();
+        let timeout_ns = hil::protocol::parser::inter_byte_timeout_ns(1_000_000);
+        let at = 10 + cut;
+        let mut bus = emulated_bus();
+        let mut replies = bus.receive(std::time::Duration::ZERO, &stream[..at]).len();
+        let silent_until = std::time::Duration::from_nanos(timeout_ns + 1);
+        replies += bus.idle(silent_until).len();
+        replies += bus.receive(silent_until, &stream[at..]).len();
+        prop_assert_eq!(replies, expected - 1);
+        prop_assert_eq!(bus.stats().partials_given_up, 1);
+    }
 }

@@ -16,6 +16,8 @@ ADDR_GOAL_POSITION = 116
 ADDR_PRESENT_POSITION = 132
 ADDR_GOAL_CURRENT = 102
 READ_ATTEMPTS_MAX = 3
+# Silence after a truncated packet: five times the emulator's 20 ms inter-byte timeout.
+TRUNCATED_PACKET_SILENCE_S = 0.1
 
 
 def check(what, result, error=0):
@@ -39,6 +41,13 @@ def main():
     _, result, _ = packet.ping(port, 3)
     if result == COMM_SUCCESS:
         sys.exit("ID 3 answered but is not on the bus")
+
+    # A truncated packet (a header announcing 300 bytes that never come) must not deafen the
+    # bus: after an idle gap longer than the inter-byte timeout, the SDK's ping is answered.
+    port.writePort([0xFF, 0xFF, 0xFD, 0x00, 0x01, 0x2C, 0x01])
+    time.sleep(TRUNCATED_PACKET_SILENCE_S)
+    model, result, error = packet.ping(port, 1)
+    check("ping after a truncated packet", result, error)
 
     # EEPROM is locked while torque is on: the SDK sees the Access error (7).
     check("torque on", *packet.write1ByteTxRx(port, 1, ADDR_TORQUE_ENABLE, 1))

@@ -465,7 +465,7 @@ pub(crate) const INTERLEAVED_CHUNKS: usize = 2000;
 pub(crate) const INTERLEAVED_TICKS: u64 = 100;
 
 /// Wall time of `f`, s.
-// A benchmark measures wall time; this code is outside any simulation (DESIGN.md §3).
+// A benchmark measures wall time; this code is outside any simulation (docs/DESIGN.md §3).
 #[allow(clippy::disallowed_methods)]
 pub(crate) fn wall_s(f: impl FnOnce()) -> f64 {
     let start = Instant::now();

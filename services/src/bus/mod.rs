@@ -1,5 +1,5 @@
-//! The bus: the cell's message broker (DESIGN.md §6; semantics after NATS JetStream and
-//! RabbitMQ, see `shared/reference/pattern-semantics.md` §7).
+//! The bus: the cell's message broker (docs/DESIGN.md §6; semantics after NATS JetStream and
+//! RabbitMQ, see `docs/reference/pattern-semantics.md` §7).
 //!
 //! Parts: `protocol` (topics, groups, message ids, requests), `config` (`BusConfig`),
 //! `durable` (the log file), `core` (`BusCore`, the pure state machine), `client`

@@ -78,8 +78,9 @@ use crate::inventory::INVENTORY_PORT;
 use crate::motion::protocol::HOLDER_LENGTH_MAX;
 use crate::motion::protocol::{AxisState, RejectReason};
 use crate::motion::{AxisName, MOTION_PORT, MotionRequest, MotionResponse};
-use crate::orders::{Endpoint, ORDERS_PORT};
+use crate::orders::ORDERS_PORT;
 use crate::rpc::{Incoming, RpcClient, RpcError, RpcServer};
+use crate::transport::Endpoint;
 use crate::transport::Transport;
 
 /// The orders edge's port: orders' own port + 1.

@@ -22,7 +22,7 @@ use crate::http_workload::{
 use crate::inventory::{InventoryConfig, PartId, run_inventory};
 use crate::journal::{JournalConfig, run_journal};
 use crate::motion::{AxisName, run_motion};
-use crate::orders::{Endpoint, OrdersConfig, run_orders};
+use crate::orders::{OrdersConfig, run_orders};
 use crate::registry::test_net::MemoryNet;
 use crate::registry::{
     InstanceSpec, RegistrationConfig, RegistryConfig, run_registration, serve_registry,
@@ -33,6 +33,7 @@ use crate::storage::TokioStorage;
 use crate::testing::{
     PortReporting, RigidDrive, TempRoot, Trace, record_trace, test_motion_config,
 };
+use crate::transport::Endpoint;
 use crate::transport::{TokioTransport, Transport};
 
 const HOST: &str = "127.0.0.1";
@@ -254,7 +255,7 @@ fn moves_accepted(trace: &Trace, request_id: u64) -> usize {
 
 #[tokio::test]
 async fn an_order_travels_from_http_through_the_cell_and_reads_back() {
-    // Goal: the whole path of DESIGN.md §6 outside the simulator: the HTTP workload client
+    // Goal: the whole path of docs/DESIGN.md §6 outside the simulator: the HTTP workload client
     // places an order through the gateway, which finds the orders edge in the registry; the
     // edge starts the saga; the client polls it to `completed` through the same path. Then
     // reads through the inventory and axes edges show its effect (stock consumed, the axis at

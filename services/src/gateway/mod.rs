@@ -12,15 +12,16 @@
 //!   accept loop (`tokio::select!`, `biased;`), so nothing is spawned and the gateway runs on a
 //!   turmoil host's current-thread runtime. hyper's timer is `TokioTimer` (tokio time, simulated
 //!   under turmoil; hyper asks the timer for `now`, so its deadlines are on the same clock) and
-//!   its `Date` header is off because it is the wall clock (DESIGN.md §3). hyper's server still
-//!   refreshes its date cache from `SystemTime::now` on every poll (hyper 1.12,
+//!   its `Date` header is off because it is the wall clock (docs/DESIGN.md §3). hyper's server
+//!   still refreshes its date cache from `SystemTime::now` on every poll (hyper 1.12,
 //!   `proto/h1/dispatch.rs`), but with the header off that value never reaches a byte sent.
 //! - **One task, shared state in `Rc`.** Requests on different connections interleave at await
 //!   points; the core sits in a `RefCell` borrowed only between awaits, never across one.
 //! - **Pipeline** (`core`'s docs): authentication → authorisation → per-consumer token bucket →
-//!   route → discovery through the registry client's cache → bulkhead → breaker → call with a
-//!   per-attempt timeout, retried only with an `Idempotency-Key`, within a budget. A request body
-//!   is read only after admission: unauthenticated bytes are never buffered.
+//!   route → bulkhead → discovery through the registry client's cache (after the bulkhead's
+//!   wait, so the instance called is still passing) → breaker → call with a per-attempt
+//!   timeout, retried only with an `Idempotency-Key`, within a budget. A request body is read
+//!   only after admission: unauthenticated bytes are never buffered.
 //! - **Upstreams speak `rpc`**, not HTTP: the gateway forwards an `UpstreamRequest` to the
 //!   instance the registry returned (host and port from its registration) and maps the
 //!   `UpstreamResponse` back. One connection per call, as every RPC here.
@@ -244,7 +245,7 @@ async fn read_body(body: Incoming) -> Result<String, Reply> {
     }
 }
 
-/// Discovery → bulkhead → (breaker → call → decide)*; returns the answer and the attempts made.
+/// Bulkhead → discovery → (breaker → call → decide)*; returns the answer and the attempts made.
 async fn forward<T: Transport>(
     shared: &Shared<T>,
     head: &RequestHead,
@@ -252,13 +253,15 @@ async fn forward<T: Transport>(
     body_json: String,
 ) -> (Reply, u32) {
     let upstream = admission.upstream.as_str();
-    let Some(mut instances) = discover(shared, upstream).await else {
-        return (shared.core.borrow().no_instance(upstream), 0);
-    };
     let bulkhead = shared.bulkhead(upstream);
     let _slot = match bulkhead.enter().await {
         Ok(slot) => slot,
         Err(full) => return (shared.core.borrow().bulkhead_full(full), 0),
+    };
+    // Discovered after the bulkhead's wait, never before it: an instance found before a wait
+    // of up to `queue_wait_max` may have turned critical by the call (oracle SR3).
+    let Some(mut instances) = discover(shared, upstream).await else {
+        return (shared.core.borrow().no_instance(upstream), 0);
     };
     let upstream_config = *shared.core.borrow().config().upstream_config(upstream);
     let mut schedule = RetrySchedule::new(upstream_config.retry, shared.now());

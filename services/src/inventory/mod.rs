@@ -1,5 +1,5 @@
-//! The inventory: stock per part and reservations held by sagas (DESIGN.md §6; the semantic
-//! lock of Richardson's saga countermeasures, see `shared/reference/pattern-semantics.md` §8).
+//! The inventory: stock per part and reservations held by sagas (docs/DESIGN.md §6; the semantic
+//! lock of Richardson's saga countermeasures, see `docs/reference/pattern-semantics.md` §8).
 //!
 //! Parts: `protocol` (parts, saga ids, requests), `config` (`InventoryConfig`), `durable` (the
 //! state file), `core` (`InventoryCore`, the pure state machine) and, here, `run_inventory`,

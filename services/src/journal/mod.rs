@@ -1,5 +1,5 @@
-//! The journal: the cell's event store (DESIGN.md §6; semantics after KurrentDB, see
-//! `shared/reference/pattern-semantics.md` §6).
+//! The journal: the cell's event store (docs/DESIGN.md §6; semantics after KurrentDB, see
+//! `docs/reference/pattern-semantics.md` §6).
 //!
 //! Parts: `protocol` (streams, event ids, expected versions, requests), `config`
 //! (`JournalConfig`), `durable` (the log file: one checksummed record per batch), `core`

@@ -10,8 +10,8 @@ use std::time::Duration;
 use control::AxisConfig;
 
 use super::protocol::AxisName;
-use crate::orders::Endpoint;
 use crate::retry::RetryPolicy;
+use crate::transport::Endpoint;
 
 /// The port the motion service listens on unless configured otherwise.
 pub const MOTION_PORT: u16 = 7100;

@@ -679,7 +679,7 @@ fn pending_answers_are_bounded() {
 /// `config()` with a bus (the core only needs to know there is one).
 fn bus_config() -> MotionConfig {
     let mut config = config();
-    config.bus = Some(crate::orders::Endpoint::new("bus", crate::bus::BUS_PORT));
+    config.bus = Some(crate::transport::Endpoint::new("bus", crate::bus::BUS_PORT));
     config
 }
 

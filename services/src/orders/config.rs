@@ -1,7 +1,7 @@
 //! The orders service's configuration: who this instance is, where its participants are, and
 //! the numbers of its retries, leases and takeovers.
 //!
-//! Owns `OrdersConfig`, `Endpoint`, their defaults and validation.
+//! Owns `OrdersConfig`, its defaults and validation.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,28 +10,13 @@ use crate::inventory::INVENTORY_PORT;
 use crate::journal::JOURNAL_PORT;
 use crate::motion::AxisName;
 use crate::retry::RetryPolicy;
+use crate::transport::Endpoint;
 
 /// The port the orders service listens on unless configured otherwise.
 pub const ORDERS_PORT: u16 = 7600;
 
 /// Upper bound of `OrdersConfig::sagas_driven_max`.
 pub const SAGAS_DRIVEN_LIMIT: usize = 4096;
-
-/// Where a service listens.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    pub host: String,
-    pub port: u16,
-}
-
-impl Endpoint {
-    pub fn new(host: impl Into<String>, port: u16) -> Endpoint {
-        Endpoint {
-            host: host.into(),
-            port,
-        }
-    }
-}
 
 /// Everything `run_orders` needs besides the transport and its random stream.
 #[derive(Clone, Debug, PartialEq)]

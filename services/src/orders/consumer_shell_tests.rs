@@ -9,7 +9,7 @@ use std::time::Duration;
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 
-use super::config::{Endpoint, OrdersConfig};
+use super::config::OrdersConfig;
 use super::consumer::{MOTION_EVENTS_GROUP, axis_stream, journal_event};
 use super::run_orders;
 use crate::bus::{BusClient, BusConfig, GroupName, TopicConfig, TopicName, run_bus};
@@ -24,6 +24,7 @@ use crate::storage::{Storage, TokioStorage};
 use crate::testing::{
     PortReporting, RigidDrive, TempRoot, Trace, record_trace, test_motion_config, until_traced,
 };
+use crate::transport::Endpoint;
 use crate::transport::TokioTransport;
 
 const TIMEOUT: Duration = Duration::from_secs(5);

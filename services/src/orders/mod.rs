@@ -1,5 +1,5 @@
-//! The orders service: the saga orchestrator, event-sourced in the journal (DESIGN.md §6; see
-//! `shared/reference/pattern-semantics.md` §8).
+//! The orders service: the saga orchestrator, event-sourced in the journal (docs/DESIGN.md §6; see
+//! `docs/reference/pattern-semantics.md` §8).
 //!
 //! Parts: `protocol` (orders, requests), `saga` (the pure saga state machine: events in,
 //! commands out), `projection` (the pure view of all sagas and the resumption and takeover
@@ -70,7 +70,7 @@ use futures_util::{FutureExt, StreamExt};
 use rand_chacha::ChaCha8Rng;
 use tokio::time::Instant;
 
-pub use self::config::{Endpoint, ORDERS_PORT, OrdersConfig};
+pub use self::config::{ORDERS_PORT, OrdersConfig};
 pub use self::participants::{Participants, lease_holder};
 pub use self::projection::{DriveEnd, DriveOrder, Projection};
 pub use self::protocol::{

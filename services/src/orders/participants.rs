@@ -30,13 +30,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
-use super::config::{Endpoint, OrdersConfig};
+use super::config::OrdersConfig;
 use super::protocol::OrderSpec;
 use super::saga::{Command, StepOutcome};
 use crate::inventory::{InventoryRequest, InventoryResponse, Refusal, SagaId};
 use crate::motion::{AxisName, AxisState, MotionRequest, MotionResponse, RejectReason};
 use crate::retry::{RetryPolicy, RetrySchedule};
 use crate::rpc::{RpcClient, RpcError};
+use crate::transport::Endpoint;
 use crate::transport::Transport;
 
 /// A participant could not be reached (or answered nothing definitive) within a round.

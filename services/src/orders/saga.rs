@@ -6,7 +6,7 @@
 //! randomness: the shell runs the commands and appends the events.
 //!
 //! The saga (Garcia-Molina & Salem; Richardson's orchestration, see
-//! `shared/reference/pattern-semantics.md` §8):
+//! `docs/reference/pattern-semantics.md` §8):
 //!
 //! ```text
 //! reserve part ─► lease axis ─► move ─► commit part ─► release axis ─► completed

@@ -14,7 +14,7 @@ use std::time::Duration;
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 
-use super::config::{Endpoint, OrdersConfig};
+use super::config::OrdersConfig;
 use super::protocol::{OrderId, OrderRefusal, OrderSpec, OrdersRequest, OrdersResponse, SagaView};
 use super::run_orders;
 use crate::inventory::{InventoryConfig, PartId, run_inventory};
@@ -26,6 +26,7 @@ use crate::storage::TokioStorage;
 use crate::testing::{
     PortReporting, RigidDrive, TempRoot, Trace, record_trace, test_motion_config, until_traced,
 };
+use crate::transport::Endpoint;
 use crate::transport::{TokioListener, TokioTransport, Transport};
 
 const TIMEOUT: Duration = Duration::from_secs(5);

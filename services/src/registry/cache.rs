@@ -30,6 +30,9 @@ struct CacheEntry {
 #[derive(Clone, Debug)]
 pub struct DiscoveryCache {
     cache_ttl: Duration,
+    /// TEST ONLY: planted bug for oracle SR3: each instance is served for the whole entry's
+    /// `cache_ttl`, past its own `expires_in_ms`. A correct cell never sets it.
+    planted_ignores_instance_ttl: bool,
     entries: BTreeMap<String, CacheEntry>,
 }
 
@@ -38,8 +41,35 @@ impl DiscoveryCache {
     pub fn new(cache_ttl: Duration) -> DiscoveryCache {
         DiscoveryCache {
             cache_ttl,
+            planted_ignores_instance_ttl: false,
             entries: BTreeMap::new(),
         }
+    }
+
+    /// TEST ONLY: the cache with the planted bug of oracle SR3 (see the field).
+    pub fn planted_ignoring_instance_ttl(cache_ttl: Duration) -> DiscoveryCache {
+        DiscoveryCache {
+            planted_ignores_instance_ttl: true,
+            ..DiscoveryCache::new(cache_ttl)
+        }
+    }
+
+    /// The instances of an answer sent at `sent_at` still servable at `now` (`now` being its
+    /// arrival, or later): the same rule as `get`, for an answer used before it is cached.
+    pub fn servable(
+        &self,
+        sent_at: Duration,
+        now: Duration,
+        views: &[InstanceView],
+    ) -> Vec<InstanceSpec> {
+        views
+            .iter()
+            .filter(|view| {
+                self.planted_ignores_instance_ttl
+                    || now < sent_at + Duration::from_millis(u64::from(view.expires_in_ms))
+            })
+            .map(|view| view.instance.clone())
+            .collect()
     }
 
     /// The instances of `service` still servable at `now`, or `None` to ask the registry.
@@ -51,7 +81,7 @@ impl DiscoveryCache {
         let instances: Vec<InstanceSpec> = entry
             .instances
             .iter()
-            .filter(|(_, until)| now < *until)
+            .filter(|(_, until)| now < *until || self.planted_ignores_instance_ttl)
             .map(|(spec, _)| spec.clone())
             .collect();
         (!instances.is_empty()).then_some(instances)
@@ -125,6 +155,26 @@ mod tests {
         assert_eq!(ids(400 * MS), Some(vec!["b".to_owned()]));
         assert_eq!(ids(1100 * MS), None);
         assert_eq!(cache.get(Duration::ZERO, "inventory"), None);
+    }
+
+    #[test]
+    fn an_answer_used_on_arrival_drops_what_expired_in_flight() {
+        // Goal: an instance whose TTL ran out while the registry's answer travelled is not
+        // used, as it would not be served from the cache. Method: sent at 100 ms, a has 30 ms
+        // left; used at 129 ms a is servable, at 130 ms it is not; the planted cache keeps it.
+        let cache = DiscoveryCache::new(1000 * MS);
+        let views = [view("a", 30), view("b", 2000)];
+        let ids = |cache: &DiscoveryCache, now| {
+            cache
+                .servable(100 * MS, now, &views)
+                .into_iter()
+                .map(|spec| spec.instance_id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&cache, 129 * MS), ["a", "b"]);
+        assert_eq!(ids(&cache, 130 * MS), ["b"]);
+        let planted = DiscoveryCache::planted_ignoring_instance_ttl(1000 * MS);
+        assert_eq!(ids(&planted, 130 * MS), ["a", "b"]);
     }
 
     #[test]

@@ -153,6 +153,9 @@ pub struct DiscoveryConfig {
     pub cache_ttl: Duration,
     /// Longest wait for the registry's answer (ours: 500 ms).
     pub call_timeout: Duration,
+    /// TEST ONLY: planted bug for oracle SR3 (`DiscoveryCache::planted_ignoring_instance_ttl`):
+    /// instances are served past their TTL. A correct cell never sets it.
+    pub planted_cache_ignores_instance_ttl: bool,
 }
 
 impl DiscoveryConfig {
@@ -162,6 +165,7 @@ impl DiscoveryConfig {
             registry_port: REGISTRY_PORT,
             cache_ttl: Duration::from_secs(1),
             call_timeout: Duration::from_millis(500),
+            planted_cache_ignores_instance_ttl: false,
         }
     }
 }
@@ -190,7 +194,11 @@ impl<T: Transport> RegistryClient<T> {
     pub fn new(transport: T, config: DiscoveryConfig) -> RegistryClient<T> {
         RegistryClient {
             rpc: RpcClient::new(transport),
-            cache: RefCell::new(DiscoveryCache::new(config.cache_ttl)),
+            cache: RefCell::new(if config.planted_cache_ignores_instance_ttl {
+                DiscoveryCache::planted_ignoring_instance_ttl(config.cache_ttl)
+            } else {
+                DiscoveryCache::new(config.cache_ttl)
+            }),
             config,
             start: Instant::now(),
         }
@@ -216,8 +224,9 @@ impl<T: Transport> RegistryClient<T> {
             .await;
         match answer {
             Ok(RegistryResponse::Instances(views)) => {
-                self.cache.borrow_mut().put(sent_at, service, &views);
-                Ok(views.into_iter().map(|view| view.instance).collect())
+                let mut cache = self.cache.borrow_mut();
+                cache.put(sent_at, service, &views);
+                Ok(cache.servable(sent_at, self.start.elapsed(), &views))
             }
             Ok(other) => Err(DiscoveryError::Unexpected(format!("{other:?}"))),
             Err(error) => {

@@ -10,7 +10,7 @@
 //!
 //! Parts:
 //! - `breaker`: resilience4j's count-based circuit breaker (closed, open, half-open), exactly as
-//!   `shared/reference/pattern-semantics.md` §1 describes it, with a maximum half-open wait.
+//!   `docs/reference/pattern-semantics.md` §1 describes it, with a maximum half-open wait.
 //! - `retry`: attempts (the first included), seeded jittered exponential backoff, one deadline,
 //!   `Retry-After` honoured, and the rule "only retriable errors, only requests with an
 //!   idempotency key, only within the budget" (`decide_retry`).

@@ -54,7 +54,10 @@ pub struct AxisSample<'a> {
 /// The first time an oracle saw its statement broken, and how.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Violation {
-    #[serde(serialize_with = "crate::report::serialize_duration_s", rename = "t_s")]
+    #[serde(
+        serialize_with = "crate::seconds::serialize_duration_s",
+        rename = "t_s"
+    )]
     pub t: Duration,
     pub detail: String,
 }
@@ -94,16 +97,17 @@ pub fn for_scenario(scenario: &Scenario) -> Vec<Box<dyn Oracle>> {
     oracles
 }
 
+/// DT1, judged by [`crate::run`] (it runs a seed twice), not by an observer of one run.
+pub const DETERMINISM_ID: &str = "DT1";
+pub const DETERMINISM_STATEMENT: &str = "running the same seed again gives the same trace hash";
+
 /// Every oracle id with its statement, including DT1: for `sim list` and `[expect]` checks.
 pub fn catalogue(scenario: &Scenario) -> Vec<(&'static str, &'static str)> {
     let mut ids: Vec<_> = for_scenario(scenario)
         .iter()
         .map(|o| (o.id(), o.statement()))
         .collect();
-    ids.push((
-        crate::run::DETERMINISM_ID,
-        crate::run::DETERMINISM_STATEMENT,
-    ));
+    ids.push((DETERMINISM_ID, DETERMINISM_STATEMENT));
     ids
 }
 

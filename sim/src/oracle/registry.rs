@@ -1,4 +1,5 @@
-//! Registry oracles (SR1, SR2), judged on the registry's own events.
+//! Registry oracles (SR1, SR2) judged on the registry's own events, and SR3, judged on the
+//! registry's events and the gateway's calls.
 //!
 //! The oracles keep, per (registry host, instance id), the instant of its last pass (its
 //! `instance_registered` or latest `heartbeat`), its TTL (`ttl_ms` of the registration) and
@@ -16,7 +17,18 @@
 //!   registry and passing at that instant: last pass + TTL strictly later (a registry computes
 //!   health from time, so there is no slack here).
 //!
+//! - SR3: every call the gateway routes to an instance (`backend_call`, field `instance`) is
+//!   made while the registry holds that instance passing: before its latest pass + TTL, as the
+//!   registry knew it at that instant. The gateway serves discovery answers from a cache, but
+//!   each instance in it for no longer than the `expires_in_ms` the registry gave it, counted
+//!   from the request's send (`services::registry::cache`), so no cache excuses a later call.
+//!   A registry restart does not forget for SR3: a cache filled before it still holds the
+//!   instance for no longer than its last pass + TTL, which is what is judged. An instance the
+//!   registry never registered may not be called at all.
+//!
 //! The planted bug `RegistryConfig::planted_discovers_critical` lists critical instances: SR2.
+//! The planted bug `DiscoveryConfig::planted_cache_ignores_instance_ttl` serves cached instances
+//! past their TTL: SR3.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -31,7 +43,65 @@ pub(crate) fn oracles() -> Vec<Box<dyn Oracle>> {
     vec![
         Box::new(RegistryOracle::new(Rule::CriticalInTime)),
         Box::new(RegistryOracle::new(Rule::DiscoverPassingOnly)),
+        Box::new(RoutedPassingOnly::default()),
     ]
+}
+
+/// SR3: the gateway calls only instances the registry holds passing at that instant.
+#[derive(Debug, Default)]
+struct RoutedPassingOnly {
+    /// Instance id → its latest pass and TTL, as the registry last knew them (kept across
+    /// registry restarts and deregistrations: see the module docs).
+    passes: BTreeMap<String, (Duration, Duration)>,
+    first: FirstViolation,
+}
+
+impl Oracle for RoutedPassingOnly {
+    fn id(&self) -> &'static str {
+        "SR3"
+    }
+    fn statement(&self) -> &'static str {
+        "the gateway never calls an instance the registry holds critical, its discovery cache included"
+    }
+    fn on_event(&mut self, e: &TraceEvent) {
+        match e.name.as_str() {
+            "instance_registered" => {
+                let ttl_ms = e
+                    .field_u64("ttl_ms")
+                    .unwrap_or_else(|| panic!("instance_registered without ttl_ms: {e}"));
+                self.passes.insert(
+                    e.required("instance").to_owned(),
+                    (e.t, Duration::from_millis(ttl_ms)),
+                );
+            }
+            "heartbeat" => {
+                if let Some((last_pass, _)) = self.passes.get_mut(e.required("instance")) {
+                    *last_pass = e.t;
+                }
+            }
+            "backend_call" => {
+                let id = e.required("instance");
+                let fault = match self.passes.get(id) {
+                    None => Some("never registered".to_owned()),
+                    Some(&(last_pass, ttl)) if e.t >= last_pass + ttl => Some(format!(
+                        "critical since {:?} (last pass {last_pass:?}, TTL {ttl:?})",
+                        last_pass + ttl
+                    )),
+                    Some(_) => None,
+                };
+                if let Some(fault) = fault {
+                    let upstream = e.required("upstream");
+                    self.first.record(e.t, || {
+                        format!("{}: called {upstream} instance {id}, {fault}", e.host)
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    fn finish(&mut self, _end: Duration) -> Option<Violation> {
+        self.first.take()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,9 +347,54 @@ mod tests {
     // Goal: SR1 and SR2 hold on a correct registry history (heartbeats, a late-but-in-tick
     // critical report, a come-back, a deregistration, a restart) and fail on their violations
     // at the right time (positive and negative space). Method: hand-written events.
+    fn call(t: u64, instance: &str) -> TraceEvent {
+        TraceEvent {
+            host: "gateway".to_owned(),
+            ..event(
+                t,
+                "backend_call",
+                &[("upstream", "orders"), ("instance", instance)],
+            )
+        }
+    }
+
+    // Goal: SR3 holds while every call goes to an instance before its last pass + TTL, across
+    // a registry restart, and fails on a call at or after it, or to an instance never
+    // registered (positive and negative space). Method: hand-written events, TTL 300 ms.
+    #[test]
+    fn sr3_judges_calls_against_each_instances_last_pass() {
+        let passing = vec![
+            started(0),
+            registered(0, "a"),
+            call(299, "a"),
+            named(250, "heartbeat", "a"),
+            call(549, "a"),
+            // The registry restarts and forgets a; a cache filled before may still hold it.
+            started(560),
+            call(560, "a"),
+        ];
+        assert_eq!(judge("SR3", &passing, 1000), None);
+        let late = vec![started(0), registered(0, "a"), call(300, "a")];
+        let violation = judge("SR3", &late, 1000).expect("caught");
+        assert_eq!(violation.t, Duration::from_millis(300));
+        assert!(
+            violation
+                .detail
+                .contains("called orders instance a, critical since 300ms"),
+            "{}",
+            violation.detail
+        );
+        let ghost = judge("SR3", &[started(0), call(5, "ghost")], 1000).expect("caught");
+        assert!(
+            ghost.detail.contains("never registered"),
+            "{}",
+            ghost.detail
+        );
+    }
+
     #[test]
     fn judges_each_rule() {
-        for id in ["SR1", "SR2"] {
+        for id in ["SR1", "SR2", "SR3"] {
             assert_eq!(judge(id, &correct_history(), 1000), None, "{id}");
         }
         // SR1: b's TTL runs out at 300 and nothing is reported by 301 (300 + the tick).

@@ -429,4 +429,7 @@ pub(crate) struct PlantedFile {
     /// Discovery also returns critical instances: `services::registry::RegistryConfig::planted_discovers_critical` (SR2 must catch it).
     #[serde(default)]
     pub(crate) registry_discovers_critical: bool,
+    /// The gateway's discovery cache serves instances past their TTL: `services::registry::DiscoveryConfig::planted_cache_ignores_instance_ttl` (SR3 must catch it).
+    #[serde(default)]
+    pub(crate) gateway_cache_ignores_ttl: bool,
 }

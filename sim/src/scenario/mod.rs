@@ -7,6 +7,7 @@
 //! how to fix it. What a scenario *means* at run time (hosts, links, drives) is `world.rs`.
 
 mod file;
+mod keys;
 pub mod services;
 mod source;
 
@@ -118,6 +119,8 @@ pub struct Planted {
     /// The drive firmware's watchdog trips ten times later than configured (PH7; PH4 allows
     /// the whole stop time). No file key: set by tests on a loaded scenario.
     pub drive_watchdog_ten_times_late: bool,
+    /// The gateway's discovery cache serves instances past their TTL (SR3).
+    pub gateway_cache_ignores_ttl: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -527,6 +530,7 @@ impl Checker<'_> {
                 registry_discovers_critical: file.planted.registry_discovers_critical,
                 drive_ignores_following_error: false,
                 drive_watchdog_ten_times_late: false,
+                gateway_cache_ignores_ttl: file.planted.gateway_cache_ignores_ttl,
             },
             services: None,
             order_workload: None,

@@ -17,8 +17,11 @@ use services::bus::{BusConfig, GroupName, TopicConfig, TopicName};
 use services::gateway::{ApiKeyConfig, GatewayConfig, HttpMethod, Role};
 use services::inventory::{InventoryConfig, PartId};
 use services::journal::JournalConfig;
-use services::registry::RegistryConfig;
+use services::orders::OrdersConfig;
+use services::registry::{InstanceSpec, RegistrationConfig, RegistryConfig};
 use toml::Spanned;
+
+use super::keys::{Count, KeyRow, Millis, Percent, Seconds, Unit, service_keys};
 
 /// Most orders instances a cell may have.
 pub const ORDERS_INSTANCES_MAX: u32 = 8;
@@ -54,32 +57,37 @@ impl ServicesFile {
     }
 }
 
-/// `[services.gateway]`. Keys name the setting of the component they set (Envoy's local rate
-/// limit, resilience4j's breaker, its bulkhead).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct GatewayFile {
-    #[serde(default, rename = "key")]
-    pub(crate) keys: Vec<Spanned<KeyFile>>,
-    pub(crate) rate_limit_tokens_max: Option<u32>,
-    pub(crate) rate_limit_tokens_per_fill: Option<u32>,
-    pub(crate) rate_limit_fill_interval_ms: Option<f64>,
-    pub(crate) attempt_timeout_ms: Option<f64>,
-    pub(crate) attempts_max: Option<u32>,
-    pub(crate) backoff_ms_initial: Option<f64>,
-    pub(crate) backoff_ms_max: Option<f64>,
-    pub(crate) deadline_ms: Option<f64>,
-    pub(crate) bulkhead_concurrency_max: Option<u32>,
-    pub(crate) bulkhead_queue_max: Option<u32>,
-    pub(crate) bulkhead_queue_wait_ms: Option<f64>,
-    pub(crate) breaker_failure_rate_percent: Option<f64>,
-    pub(crate) breaker_slow_call_rate_percent: Option<f64>,
-    pub(crate) breaker_slow_call_ms: Option<f64>,
-    pub(crate) breaker_open_wait_ms: Option<f64>,
-    pub(crate) breaker_half_open_calls: Option<u32>,
-    pub(crate) breaker_calls_min: Option<u32>,
-    pub(crate) breaker_window_calls: Option<u32>,
-    pub(crate) breaker_half_open_wait_ms: Option<f64>,
+service_keys! {
+    /// `[services.gateway]`. Keys name the setting of the component they set (Envoy's local rate
+    /// limit, resilience4j's breaker, its bulkhead).
+    GatewayFile in "services.gateway" {
+        rate_limit_tokens_max: Count<1, 1_000_000> => gateway.rate_limit.tokens_max,
+        rate_limit_tokens_per_fill: Count<1, 1_000_000> => gateway.rate_limit.tokens_per_fill,
+        rate_limit_fill_interval_ms: Millis => gateway.rate_limit.fill_interval,
+        attempt_timeout_ms: Millis => gateway.upstream.attempt_timeout,
+        attempts_max: Count<1, 100> => gateway.upstream.retry.attempts_max,
+        backoff_ms_initial: Millis => gateway.upstream.retry.backoff_initial,
+        backoff_ms_max: Millis => gateway.upstream.retry.backoff_max,
+        deadline_ms: Millis => gateway.upstream.retry.deadline,
+        bulkhead_concurrency_max: Count<1, 100_000> => gateway.upstream.bulkhead.concurrency_max,
+        bulkhead_queue_max: Count<0, 100_000> => gateway.upstream.bulkhead.queue_max,
+        bulkhead_queue_wait_ms: Millis => gateway.upstream.bulkhead.queue_wait_max,
+        breaker_failure_rate_percent: Percent
+            => gateway.upstream.breaker.failure_rate_percent_threshold,
+        breaker_slow_call_rate_percent: Percent
+            => gateway.upstream.breaker.slow_call_rate_percent_threshold,
+        breaker_slow_call_ms: Millis => gateway.upstream.breaker.slow_call_duration_threshold,
+        breaker_open_wait_ms: Millis => gateway.upstream.breaker.wait_in_open,
+        breaker_half_open_wait_ms: Millis => gateway.upstream.breaker.half_open_wait_max,
+        breaker_half_open_calls: Count<1, 10_000>
+            => gateway.upstream.breaker.half_open_calls_permitted,
+        breaker_window_calls: Count<1, 10_000> => gateway.upstream.breaker.window_size_calls,
+        breaker_calls_min: Count<1, 10_000> => gateway.upstream.breaker.calls_min,
+    }
+    extra {
+        #[serde(default, rename = "key")]
+        keys: Vec<Spanned<KeyFile>>,
+    }
 }
 
 /// `[[services.gateway.key]]`: one API key.
@@ -98,35 +106,39 @@ pub(crate) enum RoleFile {
     Viewer,
 }
 
-/// `[services.registry]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RegistryFile {
-    /// Every instance's check TTL (heartbeats every TTL/3).
-    pub(crate) ttl_ms: Option<f64>,
-    pub(crate) deregister_critical_after_ms: Option<f64>,
-    pub(crate) reap_interval_ms: Option<f64>,
-    /// The gateway's discovery cache.
-    pub(crate) cache_ms: Option<f64>,
+service_keys! {
+    /// `[services.registry]`: the registry's own settings, every instance's registration (its
+    /// check TTL, heartbeats every TTL/3, and its critical period) and the gateway's discovery
+    /// cache.
+    RegistryFile in "services.registry" {
+        reap_interval_ms: Millis => registry.reap_interval,
+        ttl_ms: Millis => registration.ttl,
+        deregister_critical_after_ms: Millis => registration.deregister_critical_after,
+        cache_ms: Millis => gateway.discovery.cache_ttl,
+    }
 }
 
-/// `[services.bus]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct BusFile {
-    /// Ack waits of the first, second, ... delivery (the last repeats).
-    pub(crate) ack_wait_ms: Option<Vec<f64>>,
-    pub(crate) max_deliver: Option<u32>,
-    pub(crate) duplicate_window_s: Option<f64>,
+service_keys! {
+    /// `[services.bus]`.
+    BusFile in "services.bus" {
+        max_deliver: Count<1, { services::bus::config::MAX_DELIVER_LIMIT }> => bus.max_deliver,
+        duplicate_window_s: Seconds => bus.duplicate_window,
+    }
+    extra {
+        /// Ack waits of the first, second, ... delivery (the last repeats).
+        ack_wait_ms: Option<Vec<f64>>,
+    }
 }
 
-/// `[services.inventory]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct InventoryFile {
-    pub(crate) reservation_ttl_s: Option<f64>,
-    #[serde(default, rename = "part")]
-    pub(crate) parts: Vec<Spanned<PartFile>>,
+service_keys! {
+    /// `[services.inventory]`.
+    InventoryFile in "services.inventory" {
+        reservation_ttl_s: Seconds => inventory.reservation_ttl,
+    }
+    extra {
+        #[serde(default, rename = "part")]
+        parts: Vec<Spanned<PartFile>>,
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,16 +148,29 @@ pub(crate) struct PartFile {
     pub(crate) stock: u64,
 }
 
-/// `[services.orders]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct OrdersFile {
-    pub(crate) lease_ttl_ms: Option<u32>,
-    pub(crate) takeover_after_ms: Option<f64>,
-    pub(crate) heartbeat_ms: Option<f64>,
-    pub(crate) call_timeout_ms: Option<f64>,
-    pub(crate) move_poll_ms: Option<f64>,
-    pub(crate) driver_restart_ms: Option<f64>,
+service_keys! {
+    /// `[services.orders]`: every orders instance's settings (`services::orders::OrdersConfig`).
+    OrdersFile in "services.orders" {
+        lease_ttl_ms: Count<100, 60_000> => orders.lease_ttl_ms
+            ["the motion service's longest lease"],
+        takeover_after_ms: Millis => orders.takeover_after,
+        heartbeat_ms: Millis => orders.heartbeat_interval,
+        call_timeout_ms: Millis => orders.call_timeout,
+        move_poll_ms: Millis => orders.move_poll_interval,
+        driver_restart_ms: Millis => orders.driver_restart_delay,
+    }
+}
+
+/// Every key of every `[services.*]` table, in the order each table applies them.
+pub fn key_rows() -> Vec<KeyRow> {
+    [
+        GatewayFile::rows(),
+        RegistryFile::rows(),
+        BusFile::rows(),
+        InventoryFile::rows(),
+        OrdersFile::rows(),
+    ]
+    .concat()
 }
 
 /// `[workload.orders]`: `count` orders, one every `interval_ms` from `from_s`, on the axes in
@@ -201,31 +226,50 @@ pub(crate) struct RequestFile {
 // ---------------------------------------------------------------------------------------------
 // Resolved.
 
-/// The order path of the cell, resolved into the services' configurations. Host names are the
-/// cell's (DESIGN.md §6): `gateway`, `registry`, `bus`, `journal`, `inventory`, `orders-<k>`.
+/// The order path of the cell, resolved into the services' configurations: every key of the
+/// file is applied here and only here. Host names are the cell's (docs/DESIGN.md §6): `gateway`,
+/// `registry`, `bus`, `journal`, `inventory`, `orders-<k>`. `registration` and `orders` are what
+/// every instance shares; `hosts.rs` fills in who each one is.
 #[derive(Debug, Clone)]
 pub struct Services {
     pub orders_instances: u32,
     pub gateway: GatewayConfig,
     pub registry: RegistryConfig,
-    /// Every registered instance's TTL and critical period.
-    pub registration_ttl: Option<Duration>,
-    pub deregister_critical_after: Option<Duration>,
+    /// Every registered instance's TTL and critical period; `instance` is a placeholder.
+    pub registration: RegistrationConfig,
     pub bus: BusConfig,
     pub journal: JournalConfig,
     pub inventory: InventoryConfig,
-    pub orders: OrdersParams,
+    /// Every orders instance's settings; `instance`, `instance_index`, `motion` and `bus` are
+    /// placeholders.
+    pub orders: OrdersConfig,
 }
 
-/// `[services.orders]` resolved: overrides of `services::orders::OrdersConfig::new`'s defaults.
-#[derive(Debug, Clone, Default)]
-pub struct OrdersParams {
-    pub lease_ttl_ms: Option<u32>,
-    pub takeover_after: Option<Duration>,
-    pub heartbeat_interval: Option<Duration>,
-    pub call_timeout: Option<Duration>,
-    pub move_poll_interval: Option<Duration>,
-    pub driver_restart_delay: Option<Duration>,
+impl Services {
+    /// Every service at its own defaults, with the inventory's `parts`.
+    fn defaults(orders_instances: u32, parts: Vec<(PartId, u64)>) -> Services {
+        let placeholder = InstanceSpec {
+            service: String::new(),
+            instance_id: String::new(),
+            host: String::new(),
+            port: 0,
+        };
+        Services {
+            orders_instances,
+            gateway: GatewayConfig::new("registry"),
+            registry: RegistryConfig::default(),
+            registration: RegistrationConfig::new("registry", placeholder),
+            bus: BusConfig::new(vec![TopicConfig {
+                name: TopicName::new(services::motion::MOTION_EVENTS_TOPIC),
+                groups: vec![GroupName::new(
+                    services::orders::consumer::MOTION_EVENTS_GROUP,
+                )],
+            }]),
+            journal: JournalConfig::default(),
+            inventory: InventoryConfig::new(parts),
+            orders: OrdersConfig::new("orders", 0, BTreeMap::new()),
+        }
+    }
 }
 
 /// One order the workload places.
@@ -285,40 +329,12 @@ impl<E> ServicesChecker<'_, E> {
         key: &str,
         value: Option<f64>,
     ) -> Result<Option<Duration>, E> {
-        match value {
-            None => Ok(None),
-            Some(ms) if ms > 0.0 && ms.is_finite() && ms <= 24.0 * 3600e3 => {
-                Ok(Some(Duration::from_secs_f64(ms / 1e3)))
-            }
-            Some(ms) => Err((self.fail)(
-                span,
-                format!(
-                    "[{table}]: `{key}` must be a positive number of milliseconds up to a day, not {ms}"
-                ),
-            )),
-        }
-    }
-
-    /// A key in seconds (`_s`): checked and worded in seconds, as the file says it.
-    fn duration_s(
-        &self,
-        span: std::ops::Range<usize>,
-        table: &str,
-        key: &str,
-        value: Option<f64>,
-    ) -> Result<Option<Duration>, E> {
-        match value {
-            None => Ok(None),
-            Some(s) if s > 0.0 && s.is_finite() && s <= 24.0 * 3600.0 => {
-                Ok(Some(Duration::from_secs_f64(s)))
-            }
-            Some(s) => Err((self.fail)(
-                span,
-                format!(
-                    "[{table}]: `{key}` must be a positive number of seconds up to a day, not {s}"
-                ),
-            )),
-        }
+        value
+            .map(|ms| {
+                Millis::resolve(ms)
+                    .map_err(|m| (self.fail)(span, format!("[{table}]: `{key}` {m}")))
+            })
+            .transpose()
     }
 
     fn count(
@@ -335,23 +351,6 @@ impl<E> ServicesChecker<'_, E> {
             Some(n) => Err((self.fail)(
                 span,
                 format!("[{table}]: `{key}` must be 1 to {max}, not {n}"),
-            )),
-        }
-    }
-
-    fn percent(
-        &self,
-        span: std::ops::Range<usize>,
-        table: &str,
-        key: &str,
-        value: Option<f64>,
-    ) -> Result<Option<f64>, E> {
-        match value {
-            None => Ok(None),
-            Some(p) if p > 0.0 && p <= 100.0 => Ok(Some(p)),
-            Some(p) => Err((self.fail)(
-                span,
-                format!("[{table}]: `{key}` is a percentage in (0, 100], not {p}"),
             )),
         }
     }
@@ -374,96 +373,39 @@ impl<E> ServicesChecker<'_, E> {
             InventoryFile::default(),
             OrdersFile::default(),
         );
-        let gateway_table = table(&f.gateway, &defaults.0, file.span());
-        let registry_table = table(&f.registry, &defaults.1, file.span());
-        let bus_table = table(&f.bus, &defaults.2, file.span());
-        let inventory_table = table(&f.inventory, &defaults.3, file.span());
-        let (orders_file, orders_span) = table(&f.orders, &defaults.4, file.span());
-        let (registry_file, span) = registry_table.clone();
-        let t = "services.registry";
-        let mut registry = RegistryConfig::default();
-        if let Some(d) = self.duration_ms(
-            span.clone(),
-            t,
-            "reap_interval_ms",
-            registry_file.reap_interval_ms,
-        )? {
-            registry.reap_interval = d;
+        let (gateway, gateway_span) = table(&f.gateway, &defaults.0, file.span());
+        let (registry, registry_span) = table(&f.registry, &defaults.1, file.span());
+        let (bus, bus_span) = table(&f.bus, &defaults.2, file.span());
+        let (inventory, inventory_span) = table(&f.inventory, &defaults.3, file.span());
+        let (orders, orders_span) = table(&f.orders, &defaults.4, file.span());
+        let parts = self.check_parts(inventory, inventory_span.clone())?;
+        let mut services = Services::defaults(f.orders_instances, parts);
+        // Every scalar key, row by row (`keys.rs`); then what the rows cannot say.
+        let at = |span: std::ops::Range<usize>| move |message: String| (self.fail)(span, message);
+        gateway
+            .apply(&mut services)
+            .map_err(at(gateway_span.clone()))?;
+        registry
+            .apply(&mut services)
+            .map_err(at(registry_span.clone()))?;
+        bus.apply(&mut services).map_err(at(bus_span.clone()))?;
+        inventory.apply(&mut services).map_err(at(inventory_span))?;
+        orders
+            .apply(&mut services)
+            .map_err(at(orders_span.clone()))?;
+        self.check_gateway(gateway, gateway_span, &mut services.gateway)?;
+        self.check_registry(registry, registry_span, &mut services)?;
+        if let Some(waits) = &bus.ack_wait_ms {
+            services.bus.ack_waits = self.check_ack_waits(waits, bus_span)?;
         }
-        let registration_ttl = self.duration_ms(span.clone(), t, "ttl_ms", registry_file.ttl_ms)?;
-        if registration_ttl.is_some_and(|ttl| ttl < Duration::from_millis(3)) {
-            return Err((self.fail)(
-                span,
-                format!("[{t}]: `ttl_ms` must be at least 3 (heartbeats every TTL/3)"),
-            ));
-        }
-        let deregister_critical_after = self.duration_ms(
-            span.clone(),
-            t,
-            "deregister_critical_after_ms",
-            registry_file.deregister_critical_after_ms,
-        )?;
-        if let Some(d) = deregister_critical_after {
-            // The registry never reaps sooner than its floor: a scenario that asks for less
-            // lowers the floor with it.
-            registry.deregister_critical_after_min = registry.deregister_critical_after_min.min(d);
-        }
-        let gateway = self.check_gateway(gateway_table, registry_table)?;
-        let bus = self.check_bus(bus_table)?;
-        let inventory = self.check_inventory(inventory_table)?;
-        let span = orders_span;
-        let t = "services.orders";
-        let orders = OrdersParams {
-            lease_ttl_ms: match orders_file.lease_ttl_ms {
-                Some(ms) if !(100..=60_000).contains(&ms) => {
-                    return Err((self.fail)(
-                        span,
-                        format!(
-                            "[{t}]: `lease_ttl_ms` must be 100 to 60000 (the motion service's longest lease), not {ms}"
-                        ),
-                    ));
-                }
-                other => other,
-            },
-            takeover_after: self.duration_ms(
-                span.clone(),
-                t,
-                "takeover_after_ms",
-                orders_file.takeover_after_ms,
-            )?,
-            heartbeat_interval: self.duration_ms(
-                span.clone(),
-                t,
-                "heartbeat_ms",
-                orders_file.heartbeat_ms,
-            )?,
-            call_timeout: self.duration_ms(
-                span.clone(),
-                t,
-                "call_timeout_ms",
-                orders_file.call_timeout_ms,
-            )?,
-            move_poll_interval: self.duration_ms(
-                span.clone(),
-                t,
-                "move_poll_ms",
-                orders_file.move_poll_ms,
-            )?,
-            driver_restart_delay: self.duration_ms(
-                span.clone(),
-                t,
-                "driver_restart_ms",
-                orders_file.driver_restart_ms,
-            )?,
-        };
-        let defaults = services::orders::OrdersConfig::new("defaults", 1, Default::default());
-        let heartbeat = orders
-            .heartbeat_interval
-            .unwrap_or(defaults.heartbeat_interval);
-        let takeover = orders.takeover_after.unwrap_or(defaults.takeover_after);
+        let t = OrdersFile::TABLE;
+        let (heartbeat, takeover) = (
+            services.orders.heartbeat_interval,
+            services.orders.takeover_after,
+        );
         if heartbeat >= takeover {
             return Err((self.fail)(
-                span,
+                orders_span,
                 format!(
                     "[{t}]: `heartbeat_ms` ({} ms) must be below `takeover_after_ms` ({} ms), or a live owner is taken over",
                     heartbeat.as_millis(),
@@ -471,26 +413,17 @@ impl<E> ServicesChecker<'_, E> {
                 ),
             ));
         }
-        Ok(Services {
-            orders_instances: f.orders_instances,
-            gateway,
-            registry,
-            registration_ttl,
-            deregister_critical_after,
-            bus,
-            journal: JournalConfig::default(),
-            inventory,
-            orders,
-        })
+        Ok(services)
     }
 
+    /// The gateway's API keys and the checks across its keys.
     fn check_gateway(
         &self,
-        (g, span): (&GatewayFile, std::ops::Range<usize>),
-        (registry_file, registry_span): (&RegistryFile, std::ops::Range<usize>),
-    ) -> Result<GatewayConfig, E> {
-        let t = "services.gateway";
-        let mut config = GatewayConfig::new("registry");
+        g: &GatewayFile,
+        span: std::ops::Range<usize>,
+        config: &mut GatewayConfig,
+    ) -> Result<(), E> {
+        let t = GatewayFile::TABLE;
         for key in &g.keys {
             let k = key.get_ref();
             if k.key.is_empty() || k.consumer.is_empty() {
@@ -514,163 +447,23 @@ impl<E> ServicesChecker<'_, E> {
                 },
             });
         }
-        let bucket = &mut config.rate_limit;
-        if let Some(n) = self.count(
-            span.clone(),
-            t,
-            "rate_limit_tokens_max",
-            g.rate_limit_tokens_max,
-            1_000_000,
-        )? {
-            bucket.tokens_max = n;
+        let fill_interval_min = services::resilience::rate_limit::FILL_INTERVAL_MIN;
+        if config.rate_limit.fill_interval < fill_interval_min {
+            return Err((self.fail)(
+                span,
+                format!(
+                    "[{t}]: `rate_limit_fill_interval_ms` must be at least {fill_interval_min:?}"
+                ),
+            ));
         }
-        if let Some(n) = self.count(
-            span.clone(),
-            t,
-            "rate_limit_tokens_per_fill",
-            g.rate_limit_tokens_per_fill,
-            1_000_000,
-        )? {
-            bucket.tokens_per_fill = n;
-        }
-        if let Some(d) = self.duration_ms(
-            span.clone(),
-            t,
-            "rate_limit_fill_interval_ms",
-            g.rate_limit_fill_interval_ms,
-        )? {
-            if d < services::resilience::rate_limit::FILL_INTERVAL_MIN {
-                return Err((self.fail)(
-                    span,
-                    format!(
-                        "[{t}]: `rate_limit_fill_interval_ms` must be at least {:?}",
-                        services::resilience::rate_limit::FILL_INTERVAL_MIN
-                    ),
-                ));
-            }
-            bucket.fill_interval = d;
-        }
-        let up = &mut config.upstream;
-        if let Some(d) =
-            self.duration_ms(span.clone(), t, "attempt_timeout_ms", g.attempt_timeout_ms)?
-        {
-            up.attempt_timeout = d;
-        }
-        if let Some(n) = self.count(span.clone(), t, "attempts_max", g.attempts_max, 100)? {
-            up.retry.attempts_max = n;
-        }
-        if let Some(d) =
-            self.duration_ms(span.clone(), t, "backoff_ms_initial", g.backoff_ms_initial)?
-        {
-            up.retry.backoff_initial = d;
-        }
-        if let Some(d) = self.duration_ms(span.clone(), t, "backoff_ms_max", g.backoff_ms_max)? {
-            up.retry.backoff_max = d;
-        }
-        if up.retry.backoff_max < up.retry.backoff_initial {
+        let retry = &config.upstream.retry;
+        if retry.backoff_max < retry.backoff_initial {
             return Err((self.fail)(
                 span,
                 format!("[{t}]: `backoff_ms_max` is below `backoff_ms_initial`"),
             ));
         }
-        if let Some(d) = self.duration_ms(span.clone(), t, "deadline_ms", g.deadline_ms)? {
-            up.retry.deadline = d;
-        }
-        if let Some(n) = self.count(
-            span.clone(),
-            t,
-            "bulkhead_concurrency_max",
-            g.bulkhead_concurrency_max,
-            100_000,
-        )? {
-            up.bulkhead.concurrency_max = n;
-        }
-        match g.bulkhead_queue_max {
-            Some(n) if n > 100_000 => {
-                return Err((self.fail)(
-                    span,
-                    format!("[{t}]: `bulkhead_queue_max` must be 0 to 100000, not {n}"),
-                ));
-            }
-            Some(n) => up.bulkhead.queue_max = n,
-            None => {}
-        }
-        if let Some(d) = self.duration_ms(
-            span.clone(),
-            t,
-            "bulkhead_queue_wait_ms",
-            g.bulkhead_queue_wait_ms,
-        )? {
-            up.bulkhead.queue_wait_max = d;
-        }
-        let breaker = &mut up.breaker;
-        if let Some(p) = self.percent(
-            span.clone(),
-            t,
-            "breaker_failure_rate_percent",
-            g.breaker_failure_rate_percent,
-        )? {
-            breaker.failure_rate_percent_threshold = p;
-        }
-        if let Some(p) = self.percent(
-            span.clone(),
-            t,
-            "breaker_slow_call_rate_percent",
-            g.breaker_slow_call_rate_percent,
-        )? {
-            breaker.slow_call_rate_percent_threshold = p;
-        }
-        if let Some(d) = self.duration_ms(
-            span.clone(),
-            t,
-            "breaker_slow_call_ms",
-            g.breaker_slow_call_ms,
-        )? {
-            breaker.slow_call_duration_threshold = d;
-        }
-        if let Some(d) = self.duration_ms(
-            span.clone(),
-            t,
-            "breaker_open_wait_ms",
-            g.breaker_open_wait_ms,
-        )? {
-            breaker.wait_in_open = d;
-        }
-        if let Some(d) = self.duration_ms(
-            span.clone(),
-            t,
-            "breaker_half_open_wait_ms",
-            g.breaker_half_open_wait_ms,
-        )? {
-            breaker.half_open_wait_max = d;
-        }
-        if let Some(n) = self.count(
-            span.clone(),
-            t,
-            "breaker_half_open_calls",
-            g.breaker_half_open_calls,
-            10_000,
-        )? {
-            breaker.half_open_calls_permitted = n;
-        }
-        if let Some(n) = self.count(
-            span.clone(),
-            t,
-            "breaker_window_calls",
-            g.breaker_window_calls,
-            10_000,
-        )? {
-            breaker.window_size_calls = n;
-        }
-        if let Some(n) = self.count(
-            span.clone(),
-            t,
-            "breaker_calls_min",
-            g.breaker_calls_min,
-            10_000,
-        )? {
-            breaker.calls_min = n;
-        }
+        let breaker = &config.upstream.breaker;
         if breaker.calls_min > breaker.window_size_calls {
             return Err((self.fail)(
                 span,
@@ -680,63 +473,61 @@ impl<E> ServicesChecker<'_, E> {
                 ),
             ));
         }
-        if let Some(d) = self.duration_ms(
-            registry_span,
-            "services.registry",
-            "cache_ms",
-            registry_file.cache_ms,
-        )? {
-            config.discovery.cache_ttl = d;
-        }
-        Ok(config)
+        Ok(())
     }
 
-    fn check_bus(&self, (b, span): (&BusFile, std::ops::Range<usize>)) -> Result<BusConfig, E> {
-        let t = "services.bus";
-        let mut config = BusConfig::new(vec![TopicConfig {
-            name: TopicName::new(services::motion::MOTION_EVENTS_TOPIC),
-            groups: vec![GroupName::new(
-                services::orders::consumer::MOTION_EVENTS_GROUP,
-            )],
-        }]);
-        if let Some(waits) = &b.ack_wait_ms {
-            if waits.is_empty() || waits.len() > 32 {
-                return Err((self.fail)(
-                    span,
-                    format!("[{t}]: `ack_wait_ms` lists 1 to 32 waits"),
-                ));
-            }
-            let mut resolved = Vec::new();
-            for wait in waits {
-                resolved.push(
-                    self.duration_ms(span.clone(), t, "ack_wait_ms", Some(*wait))?
-                        .expect("given"),
-                );
-            }
-            config.ack_waits = resolved;
-        }
-        if let Some(n) = self.count(
-            span.clone(),
-            t,
-            "max_deliver",
-            b.max_deliver,
-            services::bus::config::MAX_DELIVER_LIMIT,
-        )? {
-            config.max_deliver = n;
-        }
-        if let Some(d) =
-            self.duration_s(span.clone(), t, "duplicate_window_s", b.duplicate_window_s)?
-        {
-            config.duplicate_window = d;
-        }
-        Ok(config)
-    }
-
-    fn check_inventory(
+    /// The checks across the registry's keys.
+    fn check_registry(
         &self,
-        (inv, span): (&InventoryFile, std::ops::Range<usize>),
-    ) -> Result<InventoryConfig, E> {
-        let t = "services.inventory";
+        r: &RegistryFile,
+        span: std::ops::Range<usize>,
+        services: &mut Services,
+    ) -> Result<(), E> {
+        let t = RegistryFile::TABLE;
+        if r.ttl_ms.is_some() && services.registration.ttl < Duration::from_millis(3) {
+            return Err((self.fail)(
+                span,
+                format!("[{t}]: `ttl_ms` must be at least 3 (heartbeats every TTL/3)"),
+            ));
+        }
+        if r.deregister_critical_after_ms.is_some() {
+            // The registry never reaps sooner than its floor: a scenario that asks for less
+            // lowers the floor with it.
+            let registry = &mut services.registry;
+            registry.deregister_critical_after_min = registry
+                .deregister_critical_after_min
+                .min(services.registration.deregister_critical_after);
+        }
+        Ok(())
+    }
+
+    fn check_ack_waits(
+        &self,
+        waits: &[f64],
+        span: std::ops::Range<usize>,
+    ) -> Result<Vec<Duration>, E> {
+        let t = BusFile::TABLE;
+        if waits.is_empty() || waits.len() > 32 {
+            return Err((self.fail)(
+                span,
+                format!("[{t}]: `ack_wait_ms` lists 1 to 32 waits"),
+            ));
+        }
+        waits
+            .iter()
+            .map(|&wait| {
+                Millis::resolve(wait)
+                    .map_err(|m| (self.fail)(span.clone(), format!("[{t}]: `ack_wait_ms` {m}")))
+            })
+            .collect()
+    }
+
+    fn check_parts(
+        &self,
+        inv: &InventoryFile,
+        span: std::ops::Range<usize>,
+    ) -> Result<Vec<(PartId, u64)>, E> {
+        let t = InventoryFile::TABLE;
         if inv.parts.is_empty() {
             return Err((self.fail)(
                 span,
@@ -766,11 +557,7 @@ impl<E> ServicesChecker<'_, E> {
                 ),
             ));
         }
-        let mut config = InventoryConfig::new(parts);
-        if let Some(d) = self.duration_s(span, t, "reservation_ttl_s", inv.reservation_ttl_s)? {
-            config.reservation_ttl = d;
-        }
-        Ok(config)
+        Ok(parts)
     }
 
     /// Resolves `[workload.orders]` against the services and axes.
@@ -960,5 +747,57 @@ impl<E> ServicesChecker<'_, E> {
         }
         requests.sort_by_key(|r| r.at);
         Ok(requests)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Goal: README's table of the order path documents every key the file accepts, in the row
+    // of its table (the rows are the one list of keys; README is checked against it, not copied
+    // from it). Method: find each table's row in README and look for each key in it.
+    #[test]
+    fn readme_documents_every_service_key() {
+        let readme = include_str!("../../../README.md");
+        let rows = key_rows();
+        assert!(rows.len() > 30, "every table has its rows");
+        for row in rows {
+            let line = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `[{}]` |", row.table)))
+                .unwrap_or_else(|| panic!("README has no row for [{}]", row.table));
+            assert!(
+                line.contains(&format!("`{}`", row.key)),
+                "README's [{}] row does not document `{}` ({} in {}, sets {})",
+                row.table,
+                row.key,
+                row.unit,
+                row.range,
+                row.field
+            );
+        }
+    }
+
+    // Goal: a row's reason reaches its error message, after the value refused.
+    #[test]
+    fn a_rows_reason_is_part_of_its_message() {
+        let file = OrdersFile {
+            lease_ttl_ms: Some(70_000),
+            ..OrdersFile::default()
+        };
+        let mut services = Services::defaults(1, vec![(PartId::new("bolt"), 1)]);
+        assert_eq!(
+            file.apply(&mut services),
+            Err("[services.orders]: `lease_ttl_ms` must be 100 to 60000, not 70000 (the motion service's longest lease)".to_owned())
+        );
+        let file = OrdersFile {
+            lease_ttl_ms: Some(500),
+            takeover_after_ms: Some(2500.0),
+            ..OrdersFile::default()
+        };
+        file.apply(&mut services).expect("in range");
+        assert_eq!(services.orders.lease_ttl_ms, 500);
+        assert_eq!(services.orders.takeover_after, Duration::from_millis(2500));
     }
 }

@@ -524,3 +524,37 @@ for_s = 3.0
         detail: "returned orders-1, critical since",
     });
 }
+
+// SR3 (registry family, the gateway's side): orders-1 is cut off from the registry for 3 s
+// while the gateway keeps calling the orders instances (clients poll every 500 ms); its
+// heartbeats stop and it turns critical after its 900 ms TTL. The gateway's cache lives 3 s,
+// but each instance in it only until the TTL the registry gave it, so no call reaches orders-1
+// once it is critical; the planted cache keeps serving it for the whole 3 s.
+#[test]
+fn sr3_catches_a_discovery_cache_that_serves_an_instance_past_its_ttl() {
+    check(&Case {
+        oracle: "SR3",
+        extra: r#"
+[services.registry]
+ttl_ms = 900.0
+deregister_critical_after_ms = 6000.0
+reap_interval_ms = 300.0
+cache_ms = 3000.0
+
+[[fault]]
+at_s = 1.5
+kind = "partition"
+between = ["orders-1", "registry"]
+for_s = 3.0
+"#,
+        switch: "gateway_cache_ignores_ttl",
+        stressed: Stressed {
+            what: "orders-1 turning critical",
+            seen: |e| {
+                event_is(e, "registry", "instance_critical")
+                    && e.field("instance") == Some("orders-1")
+            },
+        },
+        detail: "called orders instance orders-1, critical since",
+    });
+}

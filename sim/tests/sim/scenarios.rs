@@ -1,7 +1,8 @@
 //! Goal: every scenario in `scenarios/` passes at its default seed, its report is exactly the
 //! reviewed snapshot in `snapshots/`, and a second run of the same seed gives the same trace
 //! hash (DT1, judged inside `run`).
-//! Method: one glob test over the directory (STYLE.md §9); `cargo insta review` shows a change.
+//! Method: one glob test over the directory (docs/STYLE.md, habit 9); `cargo insta review` shows
+//! a change.
 
 use sim::report::Verdict;
 use sim::run::{RunOptions, check_expectations, run};
