@@ -592,7 +592,8 @@ mod tests {
         let config = DriveConfig {
             current_a_max: 1.0,
             watchdog: Duration::from_millis(20),
-            following_error_window_rad: 0.2,
+            // The loop starts 0.5 rad from its setpoint: a window that lets the watchdog trip.
+            following_error_window_rad: 10.0,
             following_error_time_out: Duration::ZERO,
             feedback_period: PERIOD,
             sample_period: PERIOD,
