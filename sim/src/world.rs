@@ -132,7 +132,11 @@ impl<'a> World<'a> {
                     axis.drive_watchdog
                 },
                 // PLANTED (tests only): no following-error monitoring at all.
-                following_error_window_rad: if scenario.planted.drive_ignores_following_error {
+                // A firmware planted to ignore its watchdog has no monitors at all, so that
+                // PH4 still sees the runaway it plants.
+                following_error_window_rad: if scenario.planted.drive_ignores_following_error
+                    || scenario.planted.drive_ignores_watchdog
+                {
                     f64::INFINITY
                 } else {
                     axis.following_error_rad_max
