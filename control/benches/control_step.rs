@@ -40,6 +40,7 @@ fn axis_step(c: &mut Criterion) {
         current_a: 0.0,
         winding_temperature_c: 30.0,
         valid: true,
+        sample_index: 0,
     };
     axis.step(t_s, &feedback, true);
     axis.request(t_s, SafetyRequest::Enable);

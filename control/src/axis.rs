@@ -36,6 +36,11 @@ use crate::trajectory::{Setpoint, Trajectory, TrajectoryLimits};
 /// Under SLS, moves are planned at this fraction of the SLS limit.
 pub const SLS_PLANNING_FRACTION: f64 = 0.9;
 
+/// The plausibility monitor allows this multiple of the acceleration the current limit gives
+/// the plant (`K_t·I_max/J`): external loads and the load's own inertia are unknown to the
+/// controller, and at a 1 kHz sample rate even four times the XM430's is half a count.
+pub const PLAUSIBLE_ACCELERATION_FACTOR: f64 = 4.0;
+
 /// Which profile moves use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Profile {
@@ -61,7 +66,11 @@ impl AxisConfig {
     /// SS1 deceleration = the move acceleration limit, stop time = 1.5 × the ramp from the
     /// velocity limit + 0.1 s, SLS = ¼ of the velocity limit, standstill = 2 % of it,
     /// following error 0.2 rad, command timeout 50 ms, winding 75 °C (5 °C below the XM430's own
-    /// 80 °C shutdown), feedback dropout 10 ms. Adjust the pub fields as needed.
+    /// 80 °C shutdown), feedback dropout 10 ms; encoder plausibility with a 1 ms feedback
+    /// period, a 4096-count encoder (the coarsest of the presets), the XM430's velocity
+    /// resolution (0.229 rpm) and `PLAUSIBLE_ACCELERATION_FACTOR` × the acceleration the
+    /// current limit gives the bare plant. Adjust the pub fields as needed (the simulator and
+    /// the bench set the plausibility fields from their drive and encoder).
     pub fn from_plant(
         plant: PlantConstants,
         velocity_bandwidth_hz: f64,
@@ -93,6 +102,13 @@ impl AxisConfig {
                 command_timeout_s: 0.05,
                 winding_temperature_c_max: 75.0,
                 feedback_invalid_s_max: 0.01,
+                feedback_period_s: 1e-3,
+                position_resolution_rad: core::f64::consts::TAU / 4096.0,
+                velocity_resolution_rad_per_s: 0.229 * core::f64::consts::TAU / 60.0,
+                plausible_acceleration_rad_per_s2_max: PLAUSIBLE_ACCELERATION_FACTOR
+                    * plant.torque_constant_nm_per_a
+                    * plant.current_a_max
+                    / plant.inertia_kg_m2,
             },
         }
     }
@@ -233,6 +249,7 @@ impl AxisController {
             velocity_rad_per_s,
             winding_temperature_c: feedback.winding_temperature_c,
             feedback_valid: feedback.valid,
+            feedback_sample_index: feedback.sample_index,
             command_link_ok,
         };
         if let Some(transition) = self.supervisor.step(t_s, &observation) {
@@ -407,6 +424,7 @@ mod tests {
             current_a: 0.0,
             winding_temperature_c: 30.0,
             valid: true,
+            sample_index: 0,
         }
     }
 

@@ -196,6 +196,10 @@ pub struct Feedback {
     pub winding_temperature_c: f64,
     /// False while the encoder reports nothing usable (dropout).
     pub valid: bool,
+    /// The drive's sample counter (wrapping): the same value again is the same sample held
+    /// by the caller; a gap of `n` is `n` sample periods (the supervisor's encoder
+    /// plausibility monitor needs to know when a sample was taken).
+    pub sample_index: u32,
 }
 
 impl Feedback {
@@ -524,6 +528,7 @@ mod tests {
             current_a: 0.0,
             winding_temperature_c: 25.0,
             valid: true,
+            sample_index: 0,
         }
     }
 

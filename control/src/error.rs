@@ -74,7 +74,8 @@ impl core::error::Error for MoveError {}
 pub enum RequestRejected {
     /// The request has no transition from this state (e.g. `Enable` in `Fault`).
     NotAllowedIn { state: DriveState },
-    /// `Enable` refused: no usable feedback has been seen yet, or it is invalid now.
+    /// `Enable` refused: no usable feedback has been seen yet, or it is invalid or implausible
+    /// now (the encoder disagrees with the velocity reading).
     NoValidFeedback,
     /// `Enable` refused: the winding is above its temperature limit.
     OverTemperature,

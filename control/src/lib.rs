@@ -29,7 +29,10 @@ pub mod error;
 pub mod supervisor;
 pub mod trajectory;
 
-pub use axis::{AxisCommand, AxisConfig, AxisController, Profile, SLS_PLANNING_FRACTION};
+pub use axis::{
+    AxisCommand, AxisConfig, AxisController, PLAUSIBLE_ACCELERATION_FACTOR, Profile,
+    SLS_PLANNING_FRACTION,
+};
 pub use cascade::{
     AntiWindup, Cascade, CascadeGains, CascadeTerms, DelayCompensation, Feedback, PlantConstants,
     VelocityEstimate,

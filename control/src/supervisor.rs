@@ -31,7 +31,7 @@
 //! | Fault | refused | refused | – | – | – | SwitchOnDisabled (15) |
 //!
 //! "–" means accepted and ignored (state unchanged), as CiA 402 ignores such control words.
-//! `Enable` is refused (state unchanged, `RequestRejected`) without valid feedback, over
+//! `Enable` is refused (state unchanged, `RequestRejected`) without valid (and plausible) feedback, over
 //! temperature or outside the soft limits, because the axis would fault at once.
 //! `LimitSpeed` / `ReleaseSpeedLimit` switch SLS on and off in every state.
 //!
@@ -55,6 +55,29 @@
 //!   activation: activate it at rest or below the limit.
 //! - **Soft position limits**, **following-error limit**, **communication-loss watchdog**,
 //!   **over-temperature**, and **feedback loss** (encoder dropout longer than allowed).
+//! - **Encoder plausibility**: each fresh valid sample's position step is compared with the
+//!   step its measured velocities predict (trapezoid over the samples' interval); a residual no
+//!   motion within the axis's limits can make is a feedback fault (`FeedbackImplausible`). The
+//!   bound is `2 q + v_q·Δt + a_max·Δt²` with `q` one encoder count (each of the two readings
+//!   may be quantised by up to a count), `v_q` the velocity reading's resolution and `a_max`
+//!   the plausible acceleration (`Δt` = sample gap × `feedback_period_s`): the trapezoid's own
+//!   error is at most `a·Δt²/2`, and the factor 2 on it covers the velocity reading being a
+//!   backward average over its sample period. On the XM430 at 1 kHz the bound is about 2.5
+//!   counts (0.22°), so a glitch of 3 counts or more is caught and one below is
+//!   indistinguishable from quantisation. Samples are told apart by `Observation::
+//!   feedback_sample_index` (the drive's counter): the same index again is the same sample
+//!   held by the caller and is not judged; a gap of `n` spans `n` sample periods (lost,
+//!   superseded or invalid frames in between). The reference is kept in every state, so
+//!   enabling compares against the last sample seen; the monitor trips only while torque is on.
+//!   It is a two-channel check: the velocity reading is the second channel (the XM430's comes
+//!   from the drive's own estimate, not from the position counts), so the residuals of the
+//!   implausible steps add up to the position channel's *discrepancy*. While it is larger than
+//!   two counts the feedback is not trusted: `Enable` is refused (`NoValidFeedback`), so a
+//!   reset axis is not enabled on an offset encoder; a later step that takes the discrepancy
+//!   back within two counts (the glitch reverting) trusts it again. With a velocity formed from
+//!   the same counts (encoder difference) half of a step shows as its residual. A controller
+//!   started while the position is already offset cannot know (no reference): re-referencing
+//!   (homing) is outside the core.
 //!
 //! Every threshold is strict: a value exactly at its limit is allowed, anything beyond trips.
 //! Durations are compared with a tolerance of `TIME_TOLERANCE_S` (1 ns): callers pass time as
@@ -70,16 +93,18 @@
 //! | `0x4310` | `OverTemperature` | SS1 | winding temperature > `winding_temperature_c_max` |
 //! | `0x7320` | `FeedbackLost` | STO | feedback invalid for > `feedback_invalid_s_max` |
 //! | `0x7321` | `FeedbackNotFinite` | STO | a valid feedback value is NaN or infinite |
+//! | `0x7322` | `FeedbackImplausible` | STO | a sample's position step off its velocities' prediction by > the plausibility bound |
 //! | `0x8130` | `CommunicationLoss` | SS1 | no command for > `command_timeout_s` |
 //! | `0x8400` | `SafelyLimitedSpeed` | SS1 | SLS active and \|speed\| > `safely_limited_speed_rad_per_s` |
 //! | `0x8611` | `FollowingError` | STO | \|setpoint − position\| > `following_error_rad_max` |
 //! | `0x8612` | `SoftPositionLimit` | SS1 | position < `position_rad_min` or > `position_rad_max` |
 //! | `0x8613` | `StopTimeExceeded` | STO | a quick stop not at standstill after `stop_time_s_max` |
 //!
-//! STO is the reaction where the loop itself cannot be trusted (no feedback, lost tracking);
+//! STO is the reaction where the loop itself cannot be trusted (no feedback, feedback that jumped,
+//! lost tracking; IEC 61800-5-2 drives answer an encoder fault with STO, "stop category 0");
 //! SS1 where it can, so the axis is braked rather than left to coast. When several monitors trip
 //! in one step, the first in the order of the table's reaction priority wins: non-finite
-//! feedback, feedback lost, following error, soft limit, SLS, over-temperature, communication.
+//! feedback, implausible feedback, feedback lost, following error, soft limit, SLS, over-temperature, communication.
 //! The first fault is kept until `FaultReset`; an escalation is visible as the transition cause.
 
 use crate::error::{ConfigError, RequestRejected};
@@ -107,13 +132,22 @@ pub struct SupervisorConfig {
     pub winding_temperature_c_max: f64,
     /// Longest encoder dropout tolerated.
     pub feedback_invalid_s_max: f64,
+    /// The drive's feedback sample period (encoder plausibility: a sample gap of `n` is
+    /// `n` periods).
+    pub feedback_period_s: f64,
+    /// One encoder count at the output, rad (encoder plausibility).
+    pub position_resolution_rad: f64,
+    /// Resolution of the velocity reading, rad/s (encoder plausibility).
+    pub velocity_resolution_rad_per_s: f64,
+    /// The largest acceleration the axis can plausibly make, rad/s² (encoder plausibility).
+    pub plausible_acceleration_rad_per_s2_max: f64,
 }
 
 impl SupervisorConfig {
     /// Checks every field's domain and that SS1 can stop from `velocity_rad_per_s_max` within
     /// its stop time.
     pub fn validate(&self, velocity_rad_per_s_max: f64) -> Result<(), ConfigError> {
-        let positive: [(&'static str, f64); 8] = [
+        let positive: [(&'static str, f64); 11] = [
             (
                 "supervisor.following_error_rad_max",
                 self.following_error_rad_max,
@@ -140,6 +174,15 @@ impl SupervisorConfig {
                 "supervisor.feedback_invalid_s_max",
                 self.feedback_invalid_s_max,
             ),
+            ("supervisor.feedback_period_s", self.feedback_period_s),
+            (
+                "supervisor.position_resolution_rad",
+                self.position_resolution_rad,
+            ),
+            (
+                "supervisor.plausible_acceleration_rad_per_s2_max",
+                self.plausible_acceleration_rad_per_s2_max,
+            ),
         ];
         for (field, value) in positive {
             if !(value.is_finite() && value > 0.0) {
@@ -148,6 +191,14 @@ impl SupervisorConfig {
                     problem: "must be finite and > 0",
                 });
             }
+        }
+        if !(self.velocity_resolution_rad_per_s.is_finite()
+            && self.velocity_resolution_rad_per_s >= 0.0)
+        {
+            return Err(ConfigError {
+                field: "supervisor.velocity_resolution_rad_per_s",
+                problem: "must be finite and >= 0",
+            });
         }
         if !(self.position_rad_min.is_finite() && self.position_rad_max.is_finite()) {
             return Err(ConfigError {
@@ -285,6 +336,7 @@ pub enum FaultCode {
     OverTemperature = 0x4310,
     FeedbackLost = 0x7320,
     FeedbackNotFinite = 0x7321,
+    FeedbackImplausible = 0x7322,
     CommunicationLoss = 0x8130,
     SafelyLimitedSpeed = 0x8400,
     FollowingError = 0x8611,
@@ -293,10 +345,11 @@ pub enum FaultCode {
 }
 
 impl FaultCode {
-    pub const ALL: [FaultCode; 8] = [
+    pub const ALL: [FaultCode; 9] = [
         FaultCode::OverTemperature,
         FaultCode::FeedbackLost,
         FaultCode::FeedbackNotFinite,
+        FaultCode::FeedbackImplausible,
         FaultCode::CommunicationLoss,
         FaultCode::SafelyLimitedSpeed,
         FaultCode::FollowingError,
@@ -320,6 +373,7 @@ impl FaultCode {
             FaultCode::OverTemperature => "over_temperature",
             FaultCode::FeedbackLost => "feedback_lost",
             FaultCode::FeedbackNotFinite => "feedback_not_finite",
+            FaultCode::FeedbackImplausible => "feedback_implausible",
             FaultCode::CommunicationLoss => "communication_loss",
             FaultCode::SafelyLimitedSpeed => "safely_limited_speed",
             FaultCode::FollowingError => "following_error",
@@ -333,6 +387,9 @@ impl FaultCode {
             FaultCode::OverTemperature => "winding temperature above its limit",
             FaultCode::FeedbackLost => "position feedback invalid for longer than allowed",
             FaultCode::FeedbackNotFinite => "feedback value is NaN or infinite",
+            FaultCode::FeedbackImplausible => {
+                "position step that no motion within the axis's limits can make (encoder fault)"
+            }
             FaultCode::CommunicationLoss => "no command received within the watchdog timeout",
             FaultCode::SafelyLimitedSpeed => {
                 "speed above the safely limited speed while SLS is active"
@@ -347,6 +404,7 @@ impl FaultCode {
         match self {
             FaultCode::FeedbackLost
             | FaultCode::FeedbackNotFinite
+            | FaultCode::FeedbackImplausible
             | FaultCode::FollowingError
             | FaultCode::StopTimeExceeded => FaultReaction::SafeTorqueOff,
             FaultCode::OverTemperature
@@ -385,6 +443,9 @@ pub struct Observation {
     pub velocity_rad_per_s: f64,
     pub winding_temperature_c: f64,
     pub feedback_valid: bool,
+    /// The drive's sample counter of this feedback (wrapping): the same value as the last
+    /// step's means the same sample held, a gap of `n` means `n` sample periods.
+    pub feedback_sample_index: u32,
     /// A command (or heartbeat) arrived this period.
     pub command_link_ok: bool,
 }
@@ -409,6 +470,32 @@ pub struct Transition {
     pub cause: TransitionCause,
 }
 
+/// The last fresh valid sample, the reference of the plausibility monitor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct PlausibilityReference {
+    sample_index: u32,
+    position_rad: f64,
+    velocity_rad_per_s: f64,
+}
+
+/// A position step off its prediction: the residual and the bound it crossed, rad.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct ImplausibleStep {
+    residual_rad: f64,
+    bound_rad: f64,
+}
+
+/// The encoder plausibility monitor's state (module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Plausibility {
+    reference: Option<PlausibilityReference>,
+    /// Sum of the implausible steps' signed residuals: how far the position channel is off
+    /// the velocity channel, rad.
+    discrepancy_rad: f64,
+    /// This step's implausible step, if the sample made one.
+    step: Option<ImplausibleStep>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Stop {
     ramp: StopRamp,
@@ -427,6 +514,7 @@ pub struct Supervisor {
     last_command_t_s: Option<f64>,
     invalid_since_t_s: Option<f64>,
     last_observation: Option<Observation>,
+    plausibility: Plausibility,
 }
 
 impl Supervisor {
@@ -447,6 +535,7 @@ impl Supervisor {
             last_command_t_s: None,
             invalid_since_t_s: None,
             last_observation: None,
+            plausibility: Plausibility::default(),
         }
     }
 
@@ -491,6 +580,7 @@ impl Supervisor {
             self.invalid_since_t_s = Some(t_s);
         }
         self.last_observation = Some(*observation);
+        self.plausibility.step = self.judge_plausibility(observation);
 
         match self.state {
             DriveState::OperationEnabled => {
@@ -581,6 +671,7 @@ impl Supervisor {
         if !observation.feedback_valid
             || !observation.position_rad.is_finite()
             || !observation.velocity_rad_per_s.is_finite()
+            || self.feedback_implausible()
         {
             return Err(RequestRejected::NoValidFeedback);
         }
@@ -595,6 +686,53 @@ impl Supervisor {
             return Err(RequestRejected::OutsideSoftLimits);
         }
         Ok(())
+    }
+
+    /// Encoder plausibility (module docs): compares a fresh valid sample with the reference,
+    /// makes it the new reference and keeps the discrepancy. A held sample (same index) or an
+    /// invalid one is not judged.
+    fn judge_plausibility(&mut self, o: &Observation) -> Option<ImplausibleStep> {
+        if !(o.feedback_valid && o.position_rad.is_finite() && o.velocity_rad_per_s.is_finite()) {
+            return None;
+        }
+        let previous = self.plausibility.reference;
+        if previous.is_some_and(|r| r.sample_index == o.feedback_sample_index) {
+            return None;
+        }
+        self.plausibility.reference = Some(PlausibilityReference {
+            sample_index: o.feedback_sample_index,
+            position_rad: o.position_rad,
+            velocity_rad_per_s: o.velocity_rad_per_s,
+        });
+        let previous = previous?;
+        let c = &self.config;
+        let gap = o.feedback_sample_index.wrapping_sub(previous.sample_index);
+        let dt_s = f64::from(gap) * c.feedback_period_s;
+        let predicted_rad = 0.5 * (previous.velocity_rad_per_s + o.velocity_rad_per_s) * dt_s;
+        let residual_rad = o.position_rad - previous.position_rad - predicted_rad;
+        let bound_rad = 2.0 * c.position_resolution_rad
+            + c.velocity_resolution_rad_per_s * dt_s
+            + c.plausible_acceleration_rad_per_s2_max * dt_s * dt_s;
+        if residual_rad.abs() <= bound_rad {
+            return None;
+        }
+        let discrepancy_rad = self.plausibility.discrepancy_rad + residual_rad;
+        // Back within two counts: the step undid the earlier ones (the glitch reverted).
+        self.plausibility.discrepancy_rad =
+            if discrepancy_rad.abs() <= 2.0 * c.position_resolution_rad {
+                0.0
+            } else {
+                discrepancy_rad
+            };
+        Some(ImplausibleStep {
+            residual_rad: residual_rad.abs(),
+            bound_rad,
+        })
+    }
+
+    /// Whether the position channel disagrees with the velocity channel (module docs).
+    pub fn feedback_implausible(&self) -> bool {
+        self.plausibility.discrepancy_rad != 0.0
     }
 
     /// The first monitor that trips, in priority order (module docs).
@@ -617,6 +755,13 @@ impl Supervisor {
         }
         if o.winding_temperature_c.is_nan() {
             return fault(FaultCode::FeedbackNotFinite, f64::NAN, 0.0);
+        }
+        if let Some(step) = self.plausibility.step {
+            return fault(
+                FaultCode::FeedbackImplausible,
+                step.residual_rad,
+                step.bound_rad,
+            );
         }
         if let Some(since) = self.invalid_since_t_s {
             let invalid_s = t_s - since;

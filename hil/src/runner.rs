@@ -305,7 +305,7 @@ fn setup_realtime() -> RealtimeSetup {
     setup
 }
 
-fn controller_for(axis: &Axis, link_loss_s: f64) -> AxisController {
+fn controller_for(axis: &Axis, link_loss_s: f64, period_s: f64) -> AxisController {
     let shaft = axis.params.output_shaft();
     let plant = PlantConstants {
         inertia_kg_m2: shaft.inertia_kg_m2,
@@ -339,6 +339,11 @@ fn controller_for(axis: &Axis, link_loss_s: f64) -> AxisController {
     config.supervisor.feedback_invalid_s_max =
         config.supervisor.feedback_invalid_s_max.max(link_loss_s);
     config.supervisor.command_timeout_s = config.supervisor.command_timeout_s.max(link_loss_s);
+    // Encoder plausibility: each cycle's read is a fresh sample (`decode_feedback`), and the
+    // XM430 reports 4096 counts per revolution and velocity in 0.229 rpm units.
+    config.supervisor.feedback_period_s = period_s;
+    config.supervisor.position_resolution_rad = unit::POSITION_RAD;
+    config.supervisor.velocity_resolution_rad_per_s = unit::VELOCITY_RAD_PER_S;
     AxisController::new(config)
 }
 
@@ -350,8 +355,8 @@ fn i32_at(b: &[u8], at: usize) -> i64 {
     i64::from(i32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]))
 }
 
-/// Feedback from the block at 126..147.
-fn decode_feedback(block: &[u8]) -> Feedback {
+/// Feedback from the block at 126..147, read in cycle `cycle` (each read is a fresh sample).
+fn decode_feedback(block: &[u8], cycle: u64) -> Feedback {
     let current = i16_at(block, 0) as f64 * unit::CURRENT_A;
     let velocity = i32_at(block, 2) as f64 * unit::VELOCITY_RAD_PER_S;
     let position =
@@ -363,6 +368,8 @@ fn decode_feedback(block: &[u8]) -> Feedback {
         current_a: current,
         winding_temperature_c: temperature,
         valid: true,
+        // Wrapping by design: the supervisor compares indices with wrapping_sub.
+        sample_index: cycle as u32,
     }
 }
 
@@ -547,6 +554,7 @@ fn control_loop(
             controller: controller_for(
                 a,
                 f64::from(scenario.bench.comm_failures_consecutive_max) * period_ns as f64 * 1e-9,
+                period_ns as f64 * 1e-9,
             ),
             next_move: 0,
             feedback: Feedback {
@@ -555,6 +563,7 @@ fn control_loop(
                 current_a: 0.0,
                 winding_temperature_c: 25.0,
                 valid: false,
+                sample_index: 0,
             },
             samples: Samples::default(),
             following_sq_sum: 0.0,
@@ -613,7 +622,7 @@ fn control_loop(
         {
             Ok(blocks) => {
                 for (a, block) in axes.iter_mut().zip(&blocks) {
-                    a.feedback = decode_feedback(block);
+                    a.feedback = decode_feedback(block, cycle);
                 }
                 comm_failures = 0;
                 true

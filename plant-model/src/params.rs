@@ -217,6 +217,10 @@ section! {
         current_a_max: f64,
         /// Closed-loop bandwidth of the simulated PI current loop, Hz.
         current_loop_bandwidth_hz: f64,
+        /// Holding torque of the motor's spring-applied holding brake at the output, N·m;
+        /// 0 = the axis has no brake. The drive applies it once its own stop has brought the
+        /// axis to rest (a holding brake holds, it does not stop: Yaskawa Σ manuals).
+        holding_brake_nm: f64 = 0.0,
     }
 }
 
@@ -536,6 +540,7 @@ impl AxisParams {
             "drive.current_loop_bandwidth_hz",
             d.current_loop_bandwidth_hz,
         )?;
+        check.non_negative("drive.holding_brake_nm", d.holding_brake_nm)?;
 
         let step_ns = self.integration.step_ns;
         if step_ns == 0 || !CONTROL_TICK_NS.is_multiple_of(step_ns) {

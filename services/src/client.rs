@@ -36,7 +36,8 @@ use rand_chacha::ChaCha8Rng;
 use tokio::time::Instant;
 
 use crate::motion::{
-    AbortReason, AxisName, MOTION_PORT, MotionRequest, MotionResponse, RejectReason,
+    AbortReason, AxisName, AxisState, MOTION_PORT, MotionRequest, MotionResponse, Refusal,
+    RejectReason,
 };
 use crate::resilience::retry::{GiveUp, RetryPolicy, RetrySchedule};
 use crate::rpc::{RpcClient, RpcError};
@@ -72,7 +73,9 @@ pub struct ClientConfig {
     /// Wait between polls of an acknowledged move.
     pub poll_interval: Duration,
     pub lease_ttl_ms: u32,
-    /// Enable each axis before its first move.
+    /// Enable each axis before its first move, and acknowledge a drive fault (reset) before
+    /// enabling an axis its supervisor stopped: the cell client is the operator of its axes.
+    /// The supervisor still refuses `Enable` while the cause lasts (e.g. implausible feedback).
     pub enable_axes: bool,
     /// The client's random stream (backoff jitter), derived from the run's seed by the caller.
     pub rng: ChaCha8Rng,
@@ -218,6 +221,8 @@ impl ClientReport {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
     AcquireLease,
+    /// Acknowledge the axis's fault (CiA 402 fault reset) before enabling it again.
+    ResetFault,
     Enable,
     Move,
     Poll,
@@ -231,6 +236,10 @@ enum Verdict {
         ttl_ms: u32,
     },
     Enabled,
+    /// `Enable` was refused because the axis is in `Fault`: reset it first.
+    Faulted,
+    /// The fault is acknowledged: enable next.
+    FaultReset,
     /// The move is recorded: from now on, poll.
     Acknowledged,
     Succeeded {
@@ -266,6 +275,19 @@ fn judge(step: Step, answer: Result<MotionResponse, RpcError>, enable_axes: bool
             Verdict::LeaseGranted { token, ttl_ms }
         }
         (Step::Enable, MotionResponse::Done) => Verdict::Enabled,
+        (Step::ResetFault, MotionResponse::Done) => Verdict::FaultReset,
+        (
+            Step::Enable,
+            MotionResponse::Rejected {
+                reason:
+                    RejectReason::Refused {
+                        refusal:
+                            Refusal::NotAllowedIn {
+                                state: AxisState::Fault,
+                            },
+                    },
+            },
+        ) => Verdict::Faulted,
         // The supervisor may refuse for a while (no valid feedback yet): worth another attempt.
         (
             Step::Enable,
@@ -327,6 +349,7 @@ pub async fn run_client<T: Transport>(transport: T, config: ClientConfig) -> Cli
         start: Instant::now(),
         leases: BTreeMap::new(),
         enabled: BTreeSet::new(),
+        faulted: BTreeSet::new(),
         rng: config.rng.clone(),
         config,
     };
@@ -378,6 +401,8 @@ struct Client<T: Transport> {
     start: Instant,
     leases: BTreeMap<AxisName, HeldLease>,
     enabled: BTreeSet<AxisName>,
+    /// Axes whose `Enable` was refused in `Fault`: reset before enabling.
+    faulted: BTreeSet<AxisName>,
     rng: ChaCha8Rng,
     config: ClientConfig,
 }
@@ -406,6 +431,8 @@ impl<T: Transport> Client<T> {
                 Step::Poll
             } else if lease.is_none() {
                 Step::AcquireLease
+            } else if self.config.enable_axes && self.faulted.contains(axis) {
+                Step::ResetFault
             } else if self.config.enable_axes && !self.enabled.contains(axis) {
                 Step::Enable
             } else {
@@ -439,6 +466,7 @@ impl<T: Transport> Client<T> {
                     ttl_ms: self.config.lease_ttl_ms,
                 },
                 Step::Enable => MotionRequest::Enable { axis: axis.clone() },
+                Step::ResetFault => MotionRequest::ResetFault { axis: axis.clone() },
                 Step::Move | Step::Poll => MotionRequest::Move {
                     request_id,
                     axis: axis.clone(),
@@ -466,6 +494,12 @@ impl<T: Transport> Client<T> {
                 }
                 Verdict::Enabled => {
                     self.enabled.insert(axis.clone());
+                }
+                Verdict::Faulted => {
+                    self.faulted.insert(axis.clone());
+                }
+                Verdict::FaultReset => {
+                    self.faulted.remove(axis);
                 }
                 Verdict::Acknowledged => {
                     acknowledged = true;

@@ -1,13 +1,33 @@
 //! A simulated drive: the plant model plus the drive firmware's behaviour.
 //!
 //! The firmware takes current commands off the fieldbus as they arrive, clamps them to its
-//! configured limit, sends its sensor sample once per control period, and runs a command
-//! watchdog: when no valid command has arrived for the watchdog time, it
-//! brakes the axis to a stop with its own velocity loop (a quick stop), then cuts torque, and
-//! latches `watchdog_tripped` until the controller acknowledges with a torque-off command.
+//! configured limit, sends its sensor sample once per control period, and runs two monitors of
+//! its own, so that an axis whose controller is gone stops inside its limits whatever its speed:
+//!
+//! - a **command watchdog**: no valid command for the watchdog time;
+//! - **following-error monitoring** (CiA 402 *following error window* 0x6065 and *time-out*
+//!   0x6066) against the position setpoint each command frame carries: the drive's own
+//!   encoder further than the window from the last setpoint for longer than the time-out,
+//!   checked at each feedback instant. The setpoint it compares with is one period old (it
+//!   was the controller's reference when sent), so the window must exceed a period's travel at
+//!   full speed; it is the axis's following-error limit.
+//!
+//! Either trip starts the drive's **own stop** and latches its fault code until the controller
+//! acknowledges with a torque-off command (a fault reset), as CiA 402 drives do:
+//!
+//! 1. a quick stop (CiA 402 quick stop, *quick stop deceleration* 0x6085): the firmware's
+//!    position/velocity loop tracks a constant-deceleration ramp from the speed at the trip to
+//!    rest (`quick_stop_deceleration_rad_per_s2`, see [`DriveConfig`]);
+//! 2. at rest (ramp done and below [`QUICK_STOP_SPEED_RAD_PER_S`]), what holds the axis
+//!    against an external load: with a holding brake (`drive.holding_brake_nm` > 0), the brake
+//!    is applied and torque cut (STO with the brake: IEC 61800-5-2 SBC); without one, the loop
+//!    keeps holding the stop position with torque on (SS2, safe operating stop). A braked axis
+//!    that moves all the same (a load above the brake's holding torque) is caught by the
+//!    firmware's standstill monitor and held under control (SS2) from then on. The brake is
+//!    released only when a torque-on command arrives.
 //!
 //! A drive is no part of any service host: the world steps it in lockstep with turmoil's clock,
-//! so it keeps running, and its watchdog keeps watching, while its motion host is down. It owns
+//! so it keeps running, and its monitors keep watching, while its motion host is down. It owns
 //! its plant; it does not judge anything (oracles do, on [`SimDrive::truth`]).
 
 use std::cell::RefCell;
@@ -21,16 +41,39 @@ use crate::fieldbus::Fieldbus;
 
 /// Fault code the drive reports while its watchdog has tripped.
 pub const FAULT_CODE_WATCHDOG: u16 = 0x8130; // CiA 301 "life guard error or heartbeat error"
-/// Below this speed a quick stop is complete and torque is cut, rad/s at the output.
+/// Fault code the drive reports after its following-error monitor tripped.
+pub const FAULT_CODE_FOLLOWING_ERROR: u16 = 0x8611; // CiA 402 "following error"
+/// Below this speed a quick stop is complete, rad/s at the output.
 pub const QUICK_STOP_SPEED_RAD_PER_S: f64 = 0.01;
-/// Bandwidth of the firmware's quick-stop velocity loop, Hz.
-const QUICK_STOP_BANDWIDTH_HZ: f64 = 20.0;
+/// The drive's quick-stop deceleration as a fraction of what its current limit gives the bare
+/// axis (`K_t·I_max/J`): the rest is headroom for an external load that pushes the other way
+/// (the presets' loads stay below half their peak torque).
+pub const QUICK_STOP_TORQUE_FRACTION: f64 = 0.5;
+/// Bandwidth of the firmware's stop-and-hold velocity loop, Hz.
+pub const STOP_LOOP_BANDWIDTH_HZ: f64 = 20.0;
+/// The position loop's gain as a fraction of the velocity loop's bandwidth (rad/s).
+const POSITION_GAIN_FRACTION: f64 = 0.25;
+/// The velocity integral's gain, as a fraction of the bandwidth squared.
+const INTEGRAL_GAIN_FRACTION: f64 = 0.25;
+/// How long after its ramp's end the stop loop may take to settle below
+/// [`QUICK_STOP_SPEED_RAD_PER_S`]: about three time constants of the triple pole.
+pub const STOP_SETTLE_ALLOWANCE: Duration = Duration::from_millis(60);
 
 /// Something the drive did that belongs in the trace.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DriveEvent {
-    WatchdogTripped { last_command_at: Option<Duration> },
-    QuickStopDone,
+    WatchdogTripped {
+        last_command_at: Option<Duration>,
+    },
+    FollowingErrorTripped {
+        error_rad: f64,
+    },
+    /// The own stop reached rest; `braked`: the holding brake now holds it, else the loop (SS2).
+    QuickStopDone {
+        braked: bool,
+    },
+    /// A braked axis moved: the loop holds it from now on.
+    BrakeSlipped,
     WatchdogCleared,
 }
 
@@ -39,6 +82,11 @@ pub enum DriveEvent {
 pub struct DriveConfig {
     pub current_a_max: f64,
     pub watchdog: Duration,
+    /// CiA 402 0x6065: the largest distance between the drive's encoder and the last received
+    /// setpoint, rad (the axis's following-error limit).
+    pub following_error_window_rad: f64,
+    /// CiA 402 0x6066: how long the window may be exceeded before the drive stops the axis.
+    pub following_error_time_out: Duration,
     pub feedback_period: Duration,
     /// The world's sampling period for the oracles: the drive records a [`DriveSample`] at
     /// each multiple of it.
@@ -58,14 +106,30 @@ pub struct DriveSample {
     pub last_valid_command_at: Option<Duration>,
 }
 
+/// The drive's own stop: a ramp to rest from `start_velocity_rad_per_s`, then holding.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct OwnStop {
+    started_at: Duration,
+    start_position_rad: f64,
+    start_velocity_rad_per_s: f64,
+    /// Integral of the velocity error, rad (integrates once the ramp is done).
+    integral_rad_s: f64,
+    /// Where the axis is held once the ramp is done (the measured position then).
+    hold_position_rad: Option<f64>,
+    /// Reported `QuickStopDone`.
+    at_rest: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Mode {
-    /// Torque off; nothing commanded yet, or stopped after a watchdog trip.
+    /// Torque off; nothing commanded yet, or commanded off.
     Off,
     /// Following fieldbus commands.
     Commanded { current_a: f64 },
-    /// Watchdog tripped: the firmware brakes the axis by itself.
-    QuickStop,
+    /// A monitor tripped: the firmware stops the axis by itself, then holds it (SS2).
+    OwnStop(OwnStop),
+    /// Stopped and held by the holding brake, torque off.
+    Braked,
 }
 
 #[derive(Debug)]
@@ -76,12 +140,20 @@ pub struct SimDrive {
     mode: Mode,
     last_valid_command_at: Option<Duration>,
     last_command: Option<DriveCommandFrame>,
-    tripped: bool,
+    /// The latched fault code of the own stop (0: none).
+    fault_code: u16,
+    /// Since when the encoder has been outside the following-error window.
+    following_error_since: Option<Duration>,
+    /// The brake is applied (only with a brake).
+    brake_applied: bool,
     sequence: u32,
     next_feedback_at: Duration,
     next_sample_at: Duration,
     samples: Vec<DriveSample>,
-    quick_stop_gain_a_per_rad_per_s: f64,
+    /// Output inertia over output torque constant, A per rad/s²: the loop's current scale.
+    current_a_per_rad_per_s2: f64,
+    quick_stop_deceleration_rad_per_s2: f64,
+    holding_brake_nm: f64,
     plant_faults: Vec<(u64, PlantFault)>,
     events: Vec<(Duration, DriveEvent)>,
     corrupted_commands: u64,
@@ -90,9 +162,10 @@ pub struct SimDrive {
 impl SimDrive {
     pub fn new(config: DriveConfig, plant: Plant, bus: Rc<RefCell<Fieldbus>>) -> SimDrive {
         let shaft = plant.params().output_shaft();
-        // P velocity loop: i = -K v with K = J·ω/Kt places the closed-loop pole at ω.
-        let omega = 2.0 * std::f64::consts::PI * QUICK_STOP_BANDWIDTH_HZ;
-        let quick_stop_gain = shaft.inertia_kg_m2 * omega / shaft.torque_constant_nm_per_a;
+        let holding_brake_nm = plant.params().drive.holding_brake_nm;
+        let current_a_per_rad_per_s2 = shaft.inertia_kg_m2 / shaft.torque_constant_nm_per_a;
+        let quick_stop_deceleration_rad_per_s2 =
+            QUICK_STOP_TORQUE_FRACTION * config.current_a_max / current_a_per_rad_per_s2;
         SimDrive {
             next_feedback_at: config.feedback_period,
             next_sample_at: config.sample_period,
@@ -103,9 +176,13 @@ impl SimDrive {
             mode: Mode::Off,
             last_valid_command_at: None,
             last_command: None,
-            tripped: false,
+            fault_code: 0,
+            following_error_since: None,
+            brake_applied: false,
             sequence: 0,
-            quick_stop_gain_a_per_rad_per_s: quick_stop_gain,
+            current_a_per_rad_per_s2,
+            quick_stop_deceleration_rad_per_s2,
+            holding_brake_nm,
             plant_faults: Vec::new(),
             events: Vec::new(),
             corrupted_commands: 0,
@@ -116,11 +193,16 @@ impl SimDrive {
         self.plant.truth()
     }
 
+    /// The deceleration of the drive's own stop (CiA 402 0x6085), rad/s².
+    pub fn quick_stop_deceleration_rad_per_s2(&self) -> f64 {
+        self.quick_stop_deceleration_rad_per_s2
+    }
+
     pub fn status(&self) -> DriveStatus {
         DriveStatus {
-            torque_enabled: !matches!(self.mode, Mode::Off),
-            watchdog_tripped: self.tripped,
-            fault_code: if self.tripped { FAULT_CODE_WATCHDOG } else { 0 },
+            torque_enabled: matches!(self.mode, Mode::Commanded { .. } | Mode::OwnStop(_)),
+            watchdog_tripped: self.fault_code == FAULT_CODE_WATCHDOG,
+            fault_code: self.fault_code,
         }
     }
 
@@ -173,12 +255,15 @@ impl SimDrive {
         self.plant_faults.push((id, fault));
     }
 
-    /// Ends one plant fault; the others stay active.
+    /// Ends one plant fault; the others (and an applied brake) stay active.
     pub fn end_fault(&mut self, id: u64) {
         self.plant_faults.retain(|(k, _)| *k != id);
         self.plant.clear_faults();
         for (_, fault) in &self.plant_faults {
             self.plant.inject(fault.clone());
+        }
+        if self.brake_applied {
+            self.apply_brake();
         }
     }
 
@@ -220,7 +305,13 @@ impl SimDrive {
             if watchdog_at.is_some_and(|at| at <= now)
                 && matches!(self.mode, Mode::Commanded { .. })
             {
-                self.trip(now);
+                self.events.push((
+                    now,
+                    DriveEvent::WatchdogTripped {
+                        last_command_at: self.last_valid_command_at,
+                    },
+                ));
+                self.start_own_stop(now, FAULT_CODE_WATCHDOG);
             }
             loop {
                 let due = self.bus.borrow_mut().next_command(now);
@@ -231,6 +322,7 @@ impl SimDrive {
                 self.apply(now, frame, corrupted);
             }
             if self.next_feedback_at <= now {
+                self.monitor_following_error(now);
                 self.send_feedback(now);
                 self.next_feedback_at += self.config.feedback_period;
             }
@@ -254,42 +346,164 @@ impl SimDrive {
         Duration::from_nanos((t.as_nanos() as u64).div_ceil(step) * step)
     }
 
-    /// Integrates the plant to `t`; in quick stop the firmware's velocity loop updates on the
-    /// plant's own step so that the brake is as fast as the drive's current loop allows.
+    /// Integrates the plant to `t`; during its own stop the firmware's loop updates on the
+    /// plant's own step (as fast as the drive's current loop allows), and a braked axis is
+    /// watched for slipping on the same step.
     fn integrate_to(&mut self, t: Duration) {
-        if self.mode != Mode::QuickStop {
+        if !matches!(self.mode, Mode::OwnStop(_) | Mode::Braked) {
             self.plant.advance_to(t);
             return;
         }
         let step = Duration::from_nanos(self.plant.params().integration.step_ns);
-        while self.plant.now() < t && self.mode == Mode::QuickStop {
-            let velocity = self.plant.truth().velocity_rad_per_s;
-            if velocity.abs() < QUICK_STOP_SPEED_RAD_PER_S {
-                self.mode = Mode::Off;
-                self.plant.command(DriveCommand::Off);
-                self.events
-                    .push((self.plant.now(), DriveEvent::QuickStopDone));
-                break;
+        while self.plant.now() < t {
+            let now = self.plant.now();
+            match self.mode {
+                Mode::OwnStop(stop) => self.stop_loop(now, stop),
+                Mode::Braked => {
+                    // The firmware's standstill monitor: a braked axis must not move.
+                    if self.plant.sensors().velocity_rad_per_s.abs() >= QUICK_STOP_SPEED_RAD_PER_S {
+                        self.release_brake();
+                        self.events.push((now, DriveEvent::BrakeSlipped));
+                        self.mode = Mode::OwnStop(OwnStop {
+                            started_at: now,
+                            start_position_rad: self.plant.sensors().position_rad,
+                            start_velocity_rad_per_s: 0.0,
+                            integral_rad_s: 0.0,
+                            hold_position_rad: Some(self.plant.sensors().position_rad),
+                            at_rest: true,
+                        });
+                        continue;
+                    }
+                }
+                _ => break,
             }
-            // The firmware uses its own velocity estimate; the plant's sensor is what it has.
-            let measured = self.plant.sensors().velocity_rad_per_s;
-            let current = (-self.quick_stop_gain_a_per_rad_per_s * measured)
-                .clamp(-self.config.current_a_max, self.config.current_a_max);
-            self.plant.command(DriveCommand::Current { amps: current });
-            self.plant.advance_to((self.plant.now() + step).min(t));
+            self.plant.advance_to((now + step).min(t));
         }
         self.plant.advance_to(t);
     }
 
-    fn trip(&mut self, now: Duration) {
-        self.tripped = true;
-        self.mode = Mode::QuickStop;
-        self.events.push((
-            now,
-            DriveEvent::WatchdogTripped {
-                last_command_at: self.last_valid_command_at,
-            },
-        ));
+    /// One step of the stop-and-hold loop on the drive's own sensors, tracking the ramp; at
+    /// rest, the brake if the axis has one.
+    fn stop_loop(&mut self, now: Duration, mut stop: OwnStop) {
+        let d = self.quick_stop_deceleration_rad_per_s2;
+        let v0 = stop.start_velocity_rad_per_s;
+        let ramp_s = v0.abs() / d;
+        let tau_s = (now - stop.started_at).as_secs_f64();
+        let (position_ref, velocity_ref, acceleration_ref) = if tau_s < ramp_s {
+            let a = -d * v0.signum();
+            (
+                stop.start_position_rad + v0 * tau_s + 0.5 * a * tau_s * tau_s,
+                v0 + a * tau_s,
+                a,
+            )
+        } else {
+            (stop.start_position_rad + 0.5 * v0 * ramp_s, 0.0, 0.0)
+        };
+        let sensors = self.plant.sensors();
+        let velocity = sensors.velocity_rad_per_s;
+        let ramp_done = tau_s >= ramp_s;
+        if ramp_done && stop.hold_position_rad.is_none() {
+            // Hold where the ramp left the axis, not where an ideal ramp would have: no
+            // creeping back over its tracking lag.
+            stop.hold_position_rad = Some(sensors.position_rad);
+        }
+        let position_ref = stop.hold_position_rad.unwrap_or(position_ref);
+        // One count of deadband: the true position lies between counts, and correcting the
+        // quantisation would make the hold limit-cycle between two of them.
+        let count_rad =
+            std::f64::consts::TAU / f64::from(self.plant.params().sensor.encoder_counts_per_rev);
+        let raw_error_rad = position_ref - sensors.position_rad;
+        let error_rad = if ramp_done {
+            raw_error_rad.signum() * (raw_error_rad.abs() - count_rad).max(0.0)
+        } else {
+            raw_error_rad
+        };
+        if ramp_done && !stop.at_rest && velocity.abs() < QUICK_STOP_SPEED_RAD_PER_S {
+            stop.at_rest = true;
+            let braked = self.holding_brake_nm > 0.0;
+            self.events
+                .push((now, DriveEvent::QuickStopDone { braked }));
+            if braked {
+                self.brake_applied = true;
+                self.apply_brake();
+                self.plant.command(DriveCommand::Off);
+                self.mode = Mode::Braked;
+                return;
+            }
+        }
+        // Cascade: position P into a velocity PI, with the ramp's velocity and acceleration fed
+        // forward; gains low enough that one encoder count of error asks for less torque than
+        // the axis's own friction, so holding does not limit-cycle on the quantisation.
+        let omega = 2.0 * std::f64::consts::PI * STOP_LOOP_BANDWIDTH_HZ;
+        let velocity_command = velocity_ref + POSITION_GAIN_FRACTION * omega * error_rad;
+        let velocity_error = velocity_command - velocity;
+        if ramp_done {
+            stop.integral_rad_s +=
+                velocity_error * self.plant.params().integration.step_ns as f64 * 1e-9;
+        }
+        let acceleration = acceleration_ref
+            + omega * velocity_error
+            + INTEGRAL_GAIN_FRACTION * omega * omega * stop.integral_rad_s;
+        let current = (self.current_a_per_rad_per_s2 * acceleration)
+            .clamp(-self.config.current_a_max, self.config.current_a_max);
+        self.plant.command(DriveCommand::Current { amps: current });
+        self.mode = Mode::OwnStop(stop);
+    }
+
+    fn apply_brake(&mut self) {
+        self.plant.inject(PlantFault::Brake {
+            torque_nm: self.holding_brake_nm,
+        });
+    }
+
+    fn release_brake(&mut self) {
+        if !self.brake_applied {
+            return;
+        }
+        self.brake_applied = false;
+        self.plant.clear_faults();
+        for (_, fault) in &self.plant_faults {
+            self.plant.inject(fault.clone());
+        }
+    }
+
+    /// A monitor tripped at `now`: latch `fault_code` and stop the axis from where it is.
+    fn start_own_stop(&mut self, now: Duration, fault_code: u16) {
+        self.fault_code = fault_code;
+        let sensors = self.plant.sensors();
+        self.mode = Mode::OwnStop(OwnStop {
+            started_at: now,
+            start_position_rad: sensors.position_rad,
+            start_velocity_rad_per_s: sensors.velocity_rad_per_s,
+            integral_rad_s: 0.0,
+            hold_position_rad: None,
+            at_rest: false,
+        });
+    }
+
+    /// CiA 402 following-error monitoring (module docs), while the drive follows commands.
+    fn monitor_following_error(&mut self, now: Duration) {
+        let setpoint = match (self.mode, self.last_command) {
+            (Mode::Commanded { .. }, Some(frame)) if frame.torque_enabled => {
+                frame.position_setpoint_rad
+            }
+            _ => {
+                self.following_error_since = None;
+                return;
+            }
+        };
+        let error_rad = self.plant.sensors().position_rad - setpoint;
+        if error_rad.abs() <= self.config.following_error_window_rad {
+            self.following_error_since = None;
+            return;
+        }
+        let since = *self.following_error_since.get_or_insert(now);
+        if now - since >= self.config.following_error_time_out {
+            self.following_error_since = None;
+            self.events
+                .push((now, DriveEvent::FollowingErrorTripped { error_rad }));
+            self.start_own_stop(now, FAULT_CODE_FOLLOWING_ERROR);
+        }
     }
 
     fn apply(&mut self, now: Duration, frame: DriveCommandFrame, corrupted: bool) {
@@ -300,19 +514,24 @@ impl SimDrive {
         }
         self.last_valid_command_at = Some(now);
         self.last_command = Some(frame);
-        if self.tripped {
+        if self.fault_code != 0 {
             // Latched until the controller acknowledges with torque off (fault reset).
             if !frame.torque_enabled {
-                self.tripped = false;
+                self.fault_code = 0;
                 self.events.push((now, DriveEvent::WatchdogCleared));
-                if self.mode == Mode::QuickStop {
+                if matches!(self.mode, Mode::OwnStop(_)) {
                     self.mode = Mode::Off;
                     self.plant.command(DriveCommand::Off);
+                }
+                // A braked axis stays braked until torque is commanded on.
+                if self.mode == Mode::Braked {
+                    self.mode = Mode::Off;
                 }
             }
             return;
         }
         if frame.torque_enabled {
+            self.release_brake();
             let current_a = frame
                 .current_a
                 .clamp(-self.config.current_a_max, self.config.current_a_max);
@@ -373,6 +592,9 @@ mod tests {
         let config = DriveConfig {
             current_a_max: 1.0,
             watchdog: Duration::from_millis(20),
+            // The loop starts 0.5 rad from its setpoint: a window that lets the watchdog trip.
+            following_error_window_rad: 10.0,
+            following_error_time_out: Duration::ZERO,
             feedback_period: PERIOD,
             sample_period: PERIOD,
             watchdog_enabled: true,

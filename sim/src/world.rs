@@ -56,6 +56,8 @@ pub(crate) struct AxisWorld {
     pub(crate) drive: Rc<RefCell<SimDrive>>,
     pub(crate) bus: Rc<RefCell<Fieldbus>>,
     pub(crate) watchdog: Duration,
+    /// The drive's own stop deceleration (for the watchdog-timing oracle).
+    pub(crate) quick_stop_deceleration_rad_per_s2: f64,
 }
 
 pub struct World<'a> {
@@ -123,17 +125,36 @@ impl<'a> World<'a> {
             let plant = Plant::new(axis.plant.clone(), seed.rng(Stream::PlantNoise(k)));
             let config = DriveConfig {
                 current_a_max: axis.current_a_max,
-                watchdog: axis.drive_watchdog,
+                // PLANTED (tests only): a late watchdog; the oracles keep the configured one.
+                watchdog: if scenario.planted.drive_watchdog_ten_times_late {
+                    axis.drive_watchdog * 10
+                } else {
+                    axis.drive_watchdog
+                },
+                // PLANTED (tests only): no following-error monitoring at all.
+                // A firmware planted to ignore its watchdog has no monitors at all, so that
+                // PH4 still sees the runaway it plants.
+                following_error_window_rad: if scenario.planted.drive_ignores_following_error
+                    || scenario.planted.drive_ignores_watchdog
+                {
+                    f64::INFINITY
+                } else {
+                    axis.following_error_rad_max
+                },
+                following_error_time_out: Duration::ZERO,
                 feedback_period: axis.control_period,
                 sample_period: scenario.sample_period(),
                 watchdog_enabled: !scenario.planted.drive_ignores_watchdog,
             };
-            let drive = Rc::new(RefCell::new(SimDrive::new(config, plant, bus.clone())));
+            let drive = SimDrive::new(config, plant, bus.clone());
+            let quick_stop_deceleration_rad_per_s2 = drive.quick_stop_deceleration_rad_per_s2();
+            let drive = Rc::new(RefCell::new(drive));
             axes.push(AxisWorld {
                 name: axis.name.clone(),
                 drive: drive.clone(),
                 bus: bus.clone(),
                 watchdog: axis.drive_watchdog,
+                quick_stop_deceleration_rad_per_s2,
             });
             links
                 .entry(axis.motion_host.clone())
@@ -249,7 +270,15 @@ impl<'a> World<'a> {
                                 }),
                             )],
                         ),
-                        DriveEvent::QuickStopDone => ("drive_quick_stop_done", vec![]),
+                        DriveEvent::FollowingErrorTripped { error_rad } => (
+                            "drive_following_error_tripped",
+                            vec![("error_rad".to_owned(), format!("{error_rad:?}"))],
+                        ),
+                        DriveEvent::QuickStopDone { braked } => (
+                            "drive_quick_stop_done",
+                            vec![("braked".to_owned(), braked.to_string())],
+                        ),
+                        DriveEvent::BrakeSlipped => ("drive_brake_slipped", vec![]),
                         DriveEvent::WatchdogCleared => ("drive_watchdog_cleared", vec![]),
                     };
                     self.trace.lock().expect("trace lock").record(TraceEvent {
@@ -294,6 +323,8 @@ impl<'a> World<'a> {
                 moving: command.is_some_and(|c| c.moving),
                 torque_enabled: sample.status.torque_enabled,
                 watchdog_tripped: sample.status.watchdog_tripped,
+                drive_fault_code: sample.status.fault_code,
+                quick_stop_deceleration_rad_per_s2: axis.quick_stop_deceleration_rad_per_s2,
                 commands_lost_since,
             });
         }

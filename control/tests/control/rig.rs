@@ -51,6 +51,8 @@ impl Rig {
             current_a: s.current_a,
             winding_temperature_c: s.winding_temperature_c,
             valid: s.valid,
+            // The sensors sample on their own period: the index of the sample read now.
+            sample_index: (self.now_ns / self.plant.params().sensor.sample_period_ns) as u32,
         }
     }
 

@@ -18,6 +18,10 @@ const CONFIG: SupervisorConfig = SupervisorConfig {
     command_timeout_s: 0.05,
     winding_temperature_c_max: 75.0,
     feedback_invalid_s_max: 0.01,
+    feedback_period_s: 1e-3,
+    position_resolution_rad: 1e-3,
+    velocity_resolution_rad_per_s: 0.02,
+    plausible_acceleration_rad_per_s2_max: 100.0,
 };
 
 /// Time of the step that brings a fresh supervisor into the state under test.
@@ -35,6 +39,7 @@ fn nominal() -> Observation {
         velocity_rad_per_s: 0.0,
         winding_temperature_c: 40.0,
         feedback_valid: true,
+        feedback_sample_index: 0,
         command_link_ok: true,
     }
 }
@@ -735,6 +740,7 @@ fn fault_codes_are_stable_and_complete() {
         (0x4310, FaultCode::OverTemperature, SafeStop1),
         (0x7320, FaultCode::FeedbackLost, SafeTorqueOff),
         (0x7321, FaultCode::FeedbackNotFinite, SafeTorqueOff),
+        (0x7322, FaultCode::FeedbackImplausible, SafeTorqueOff),
         (0x8130, FaultCode::CommunicationLoss, SafeStop1),
         (0x8400, FaultCode::SafelyLimitedSpeed, SafeStop1),
         (0x8611, FaultCode::FollowingError, SafeTorqueOff),
@@ -749,4 +755,124 @@ fn fault_codes_are_stable_and_complete() {
         assert!(!fault.reason().is_empty() && !fault.name().is_empty());
     }
     assert_eq!(FaultCode::from_code(0), None);
+}
+
+/// `supervisor_in(OperationEnabled)` fed fresh samples (index counting up from 1) at rest.
+fn enabled_with_samples() -> (Supervisor, u32) {
+    let mut s = supervisor_in(DriveState::OperationEnabled);
+    for k in 1..=3 {
+        let sample = Observation {
+            feedback_sample_index: k,
+            ..nominal()
+        };
+        assert_eq!(s.step(T0_S + f64::from(k) * DT_S, &sample), None);
+    }
+    (s, 3)
+}
+
+#[test]
+fn encoder_plausibility_trips_on_a_step_no_motion_can_make() {
+    // Goal: a fresh sample whose position step is off its velocities' prediction by more than
+    // 2 q + v_q·Δt + a·Δt² is FeedbackImplausible with STO; just inside the bound is not.
+    // Method: CONFIG's bound at one period is 2e-3 + 2e-5 + 1e-4 = 2.12e-3 rad.
+    let bound = 2.0 * CONFIG.position_resolution_rad
+        + CONFIG.velocity_resolution_rad_per_s * DT_S
+        + CONFIG.plausible_acceleration_rad_per_s2_max * DT_S * DT_S;
+    let (mut s, k) = enabled_with_samples();
+    let inside = Observation {
+        position_rad: bound * 0.99,
+        feedback_sample_index: k + 1,
+        setpoint: Setpoint::at_rest(bound * 0.99),
+        ..nominal()
+    };
+    assert_eq!(s.step(T0_S + 4.0 * DT_S, &inside), None);
+    let (mut s, k) = enabled_with_samples();
+    let beyond = Observation {
+        position_rad: bound + BEYOND * 10.0,
+        feedback_sample_index: k + 1,
+        ..nominal()
+    };
+    let transition = s.step(T0_S + 4.0 * DT_S, &beyond).expect("trips");
+    assert_eq!(transition.to, DriveState::Fault);
+    assert_eq!(
+        transition.cause,
+        TransitionCause::Fault(FaultCode::FeedbackImplausible)
+    );
+}
+
+#[test]
+fn encoder_plausibility_accepts_real_motion_gaps_and_held_samples() {
+    // Goal: no false trip on motion the velocities explain, across lost samples (a gap of n
+    // indices is n periods), or on a held sample (same index, any value: not judged).
+    // Method: 1 rad/s with exact positions, a gap of 5 samples, then a held sample far off.
+    let (mut s, mut k) = enabled_with_samples();
+    let mut t_s = T0_S + 4.0 * DT_S;
+    let mut position = 0.0;
+    for gap in [1u32, 1, 5, 1, 3] {
+        k += gap;
+        position += 1.0 * f64::from(gap) * DT_S;
+        let o = Observation {
+            position_rad: position,
+            velocity_rad_per_s: 1.0,
+            setpoint: Setpoint::at_rest(position),
+            feedback_sample_index: k,
+            ..nominal()
+        };
+        assert_eq!(s.step(t_s, &o), None, "gap {gap}");
+        t_s += DT_S;
+    }
+    let held = Observation {
+        position_rad: position + 0.05,
+        velocity_rad_per_s: 1.0,
+        setpoint: Setpoint::at_rest(position),
+        feedback_sample_index: k,
+        ..nominal()
+    };
+    assert_eq!(s.step(t_s, &held), None);
+    assert_eq!(s.state(), DriveState::OperationEnabled);
+}
+
+#[test]
+fn an_offset_encoder_is_not_enabled_until_the_offset_reverts() {
+    // Goal: after an implausible step the discrepancy refuses Enable (NoValidFeedback), even
+    // after FaultReset, until a step back within two counts; then Enable is accepted.
+    // Method: a 0.01 rad glitch at rest, reset, try to enable, glitch back, enable.
+    let (mut s, k) = enabled_with_samples();
+    let glitched = |index| Observation {
+        position_rad: 0.01,
+        feedback_sample_index: index,
+        ..nominal()
+    };
+    s.step(T0_S + 4.0 * DT_S, &glitched(k + 1)).expect("trips");
+    assert!(s.feedback_implausible());
+    s.request(
+        T0_S + 5.0 * DT_S,
+        SafetyRequest::FaultReset,
+        &nominal().setpoint,
+    )
+    .unwrap();
+    s.step(T0_S + 6.0 * DT_S, &glitched(k + 2));
+    assert_eq!(
+        s.request(
+            T0_S + 6.0 * DT_S,
+            SafetyRequest::Enable,
+            &nominal().setpoint
+        ),
+        Err(RequestRejected::NoValidFeedback)
+    );
+    let back = Observation {
+        feedback_sample_index: k + 3,
+        ..nominal()
+    };
+    s.step(T0_S + 7.0 * DT_S, &back);
+    assert!(!s.feedback_implausible());
+    assert!(
+        s.request(
+            T0_S + 7.0 * DT_S,
+            SafetyRequest::Enable,
+            &nominal().setpoint
+        )
+        .is_ok()
+    );
+    assert_eq!(s.state(), DriveState::OperationEnabled);
 }

@@ -264,6 +264,7 @@ impl EmulatedServo {
             current_a: s.current_a,
             winding_temperature_c: s.winding_temperature_c,
             valid: s.valid,
+            sample_index: 0,
         }
     }
 

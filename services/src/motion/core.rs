@@ -843,6 +843,7 @@ impl MotionCore {
                 current_a: frame.current_a,
                 winding_temperature_c: frame.winding_temperature_c,
                 valid: frame.valid,
+                sample_index: frame.sequence,
             },
             // Nothing heard from the drive yet: nothing usable.
             None => Feedback {
@@ -851,6 +852,7 @@ impl MotionCore {
                 current_a: 0.0,
                 winding_temperature_c: 0.0,
                 valid: false,
+                sample_index: 0,
             },
         };
         let state_before = slot.controller.state();

@@ -41,6 +41,11 @@ pub struct AxisSample<'a> {
     pub moving: bool,
     pub torque_enabled: bool,
     pub watchdog_tripped: bool,
+    /// The drive's latched fault code (0: none): non-zero while it stops or holds the axis by
+    /// itself (watchdog `0x8130`, following error `0x8611`).
+    pub drive_fault_code: u16,
+    /// The deceleration of the drive's own stop, rad/s².
+    pub quick_stop_deceleration_rad_per_s2: f64,
     /// When commands stopped reaching the drive, if they have: the last intact command's
     /// arrival plus the drive's watchdog time. Known to the harness, whatever the drive does.
     pub commands_lost_since: Option<Duration>,

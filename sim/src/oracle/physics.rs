@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{AxisSample, FirstViolation, Oracle, Violation};
-use crate::drive::QUICK_STOP_SPEED_RAD_PER_S;
+use crate::drive::{FAULT_CODE_WATCHDOG, STOP_SETTLE_ALLOWANCE};
 use crate::scenario::{Axis, Scenario};
 use crate::trace::TraceEvent;
 
@@ -42,6 +42,7 @@ pub(crate) fn for_scenario(scenario: &Scenario) -> Vec<Box<dyn Oracle>> {
         }),
         Box::new(StopOnLostCommands {
             axes: axes(),
+            stopped_at_rad: BTreeMap::new(),
             first: FirstViolation::default(),
         }),
         Box::new(MovesEndOnTarget {
@@ -51,6 +52,11 @@ pub(crate) fn for_scenario(scenario: &Scenario) -> Vec<Box<dyn Oracle>> {
         }),
         Box::new(Temperature {
             axes: axes(),
+            first: FirstViolation::default(),
+        }),
+        Box::new(WatchdogStop {
+            axes: axes(),
+            trips: BTreeMap::new(),
             first: FirstViolation::default(),
         }),
     ]
@@ -141,8 +147,12 @@ impl Oracle for FollowingError {
     fn on_sample(&mut self, s: &AxisSample<'_>) {
         let a = axis(&self.axes, s.axis);
         // Once commands stop reaching the drive, its setpoint is stale and stopping is PH4's
-        // business.
-        let following = s.moving && s.torque_enabled && s.commands_lost_since.is_none();
+        // business; once the drive stops the axis by itself (its following-error monitor or
+        // watchdog tripped, `drive_fault_code`), the move has stopped.
+        let following = s.moving
+            && s.torque_enabled
+            && s.drive_fault_code == 0
+            && s.commands_lost_since.is_none();
         let over = match (following, s.setpoint_rad) {
             (true, Some(setpoint)) => {
                 (setpoint - s.truth.position_rad).abs() > a.following_error_rad_max
@@ -173,9 +183,14 @@ impl Oracle for FollowingError {
     }
 }
 
-/// PH4.
+/// PH4: a stop judged as IEC 61800-5-2 judges SS2 (safe operating stop), by a standstill
+/// window: from the stop time on, the axis stays within its tolerance of where it was then.
+/// A speed threshold cannot judge a held axis: the XM430 resolves 0.024 rad/s, and a drive
+/// holding against a load dithers below what it can see; what matters is that it does not go.
 struct StopOnLostCommands {
     axes: BTreeMap<String, Axis>,
+    /// Per axis, while commands are lost and the stop time has passed: where it stood then.
+    stopped_at_rad: BTreeMap<String, f64>,
     first: FirstViolation,
 }
 
@@ -184,22 +199,30 @@ impl Oracle for StopOnLostCommands {
         "PH4"
     }
     fn statement(&self) -> &'static str {
-        "when commands stop reaching a drive, its axis is at rest within the stop time"
+        "when commands stop reaching a drive, its axis stops within the stop time and then stays within its tolerance of where it stopped until they resume, under an external load too (held by the drive, SS2, or by its brake)"
     }
     fn on_sample(&mut self, s: &AxisSample<'_>) {
         let Some(since) = s.commands_lost_since else {
+            self.stopped_at_rad.remove(s.axis);
             return;
         };
         let a = axis(&self.axes, s.axis);
         let deadline = since + Duration::from_secs_f64(a.stop_time_s);
-        if s.t > deadline && s.truth.velocity_rad_per_s.abs() >= QUICK_STOP_SPEED_RAD_PER_S {
+        if s.t <= deadline {
+            return;
+        }
+        let p = s.truth.position_rad;
+        let stopped_at = *self.stopped_at_rad.entry(s.axis.to_owned()).or_insert(p);
+        if (p - stopped_at).abs() > a.tolerance_rad {
             self.first.record(s.t, || {
                 format!(
-                    "axis {} still at {:.4} rad/s {:.3} s after commands stopped reaching its drive (stop time {:.3} s)",
+                    "axis {} moved {:.3} deg (at {:.4} rad/s) from where it stood {:.3} s after commands stopped reaching its drive (stop time {:.3} s, window {:.3} deg)",
                     s.axis,
+                    (p - stopped_at).to_degrees(),
                     s.truth.velocity_rad_per_s,
                     (s.t - since).as_secs_f64(),
-                    a.stop_time_s
+                    a.stop_time_s,
+                    a.tolerance_rad.to_degrees()
                 )
             });
         }
@@ -249,6 +272,86 @@ impl Oracle for MovesEndOnTarget {
                     "move {id} on axis {} reported complete {:.3} deg from its target (tolerance {:.3} deg)",
                     s.axis,
                     error.to_degrees(),
+                    a.tolerance_rad.to_degrees()
+                )
+            });
+        }
+    }
+    fn finish(&mut self, _end: Duration) -> Option<Violation> {
+        self.first.take()
+    }
+}
+
+/// PH7: the drive's own watchdog stop, timed by the drive's own numbers (PH4 allows the
+/// whole stop time, so a watchdog many times late would pass it).
+struct WatchdogStop {
+    axes: BTreeMap<String, Axis>,
+    /// Per axis, while commands are lost and the watchdog has tripped: the deadline for rest
+    /// (first tripped sample + its speed / the drive's deceleration + the settle allowance),
+    /// and where the axis stood at it (judged as PH4 judges, by the standstill window).
+    trips: BTreeMap<String, (Duration, Option<f64>)>,
+    first: FirstViolation,
+}
+
+impl Oracle for WatchdogStop {
+    fn id(&self) -> &'static str {
+        "PH7"
+    }
+    fn statement(&self) -> &'static str {
+        "when commands stop reaching a drive, its watchdog trips within the watchdog time and, from the end of the drive's own stop ramp (speed at the trip / its deceleration) plus the stop loop's settling, the axis stays within its tolerance of where it stood"
+    }
+    fn on_sample(&mut self, s: &AxisSample<'_>) {
+        let Some(since) = s.commands_lost_since else {
+            self.trips.remove(s.axis);
+            return;
+        };
+        let a = axis(&self.axes, s.axis);
+        if s.drive_fault_code != 0 && s.drive_fault_code != FAULT_CODE_WATCHDOG {
+            // Already stopping on another monitor (following error): not a watchdog stop.
+            return;
+        }
+        if !s.watchdog_tripped {
+            if !s.torque_enabled {
+                // A drive already commanded off has nothing to stop (PH4 judges the axis).
+                return;
+            }
+            // `since` is the last command's arrival plus the watchdog time; the drive trips on
+            // its integration grid at or after it, so a sample one control period later must
+            // see the trip.
+            if s.t > since + a.control_period {
+                self.first.record(s.t, || {
+                    format!(
+                        "axis {} drive watchdog not tripped {:.4} s after commands stopped (watchdog {:.4} s)",
+                        s.axis,
+                        (s.t - since + a.drive_watchdog).as_secs_f64(),
+                        a.drive_watchdog.as_secs_f64()
+                    )
+                });
+            }
+            return;
+        }
+        let speed = s.truth.velocity_rad_per_s.abs();
+        let trip = self.trips.entry(s.axis.to_owned()).or_insert_with(|| {
+            let deadline = s.t
+                + Duration::from_secs_f64(speed / s.quick_stop_deceleration_rad_per_s2)
+                + STOP_SETTLE_ALLOWANCE;
+            (deadline, None)
+        });
+        if s.t <= trip.0 {
+            return;
+        }
+        let p = s.truth.position_rad;
+        let stopped_at = *trip.1.get_or_insert(p);
+        let deadline = trip.0;
+        if (p - stopped_at).abs() > a.tolerance_rad {
+            self.first.record(s.t, || {
+                format!(
+                    "axis {} moved {:.3} deg (at {:.4} rad/s) from where it stood at {:.4} s, the end of its drive's stop ramp and settling (deceleration {:.3} rad/s², window {:.3} deg)",
+                    s.axis,
+                    (p - stopped_at).to_degrees(),
+                    s.truth.velocity_rad_per_s,
+                    deadline.as_secs_f64(),
+                    s.quick_stop_deceleration_rad_per_s2,
                     a.tolerance_rad.to_degrees()
                 )
             });
@@ -336,6 +439,8 @@ preset = "xm430-w350"
             moving,
             torque_enabled: true,
             watchdog_tripped: false,
+            drive_fault_code: 0,
+            quick_stop_deceleration_rad_per_s2: 100.0,
             commands_lost_since: None,
         }
     }

@@ -113,6 +113,12 @@ pub struct Planted {
     pub gateway_omits_retry_after: bool,
     /// Discovery also returns critical instances (SR2).
     pub registry_discovers_critical: bool,
+    /// The drive firmware never monitors its following error (the drive-side stop of an axis
+    /// whose controller is gone; PH3). No file key: set by tests on a loaded scenario.
+    pub drive_ignores_following_error: bool,
+    /// The drive firmware's watchdog trips ten times later than configured (PH7; PH4 allows
+    /// the whole stop time). No file key: set by tests on a loaded scenario.
+    pub drive_watchdog_ten_times_late: bool,
     /// The gateway's discovery cache serves instances past their TTL (SR3).
     pub gateway_cache_ignores_ttl: bool,
     /// The motion-events consumer acks what it failed to append to the journal (MQ5).
@@ -250,6 +256,18 @@ impl Axis {
         // The supervisor stops the axis a margin below the oracle's limit (PH6), as a drive's
         // warning threshold sits below its shutdown.
         config.supervisor.winding_temperature_c_max = self.temperature_c_max - TEMPERATURE_MARGIN_C;
+        // Encoder plausibility from the drive this axis has: it sends a sample per control
+        // period, its encoder's count, and its velocity reading's resolution (an encoder
+        // difference resolves one count per sample period).
+        let sensor = &self.plant.sensor;
+        let count_rad = std::f64::consts::TAU / f64::from(sensor.encoder_counts_per_rev);
+        let sensor_period_s = sensor.sample_period_ns as f64 * 1e-9;
+        config.supervisor.feedback_period_s = self.control_period.as_secs_f64();
+        config.supervisor.position_resolution_rad = count_rad;
+        config.supervisor.velocity_resolution_rad_per_s = match sensor.velocity {
+            plant_model::VelocitySource::Drive => sensor.velocity_lsb_rad_per_s,
+            plant_model::VelocitySource::EncoderDifference => count_rad / sensor_period_s,
+        };
         config
     }
 }
@@ -512,6 +530,8 @@ impl Checker<'_> {
                 gateway_skips_authorisation: file.planted.gateway_skips_authorisation,
                 gateway_omits_retry_after: file.planted.gateway_omits_retry_after,
                 registry_discovers_critical: file.planted.registry_discovers_critical,
+                drive_ignores_following_error: false,
+                drive_watchdog_ten_times_late: false,
                 gateway_cache_ignores_ttl: file.planted.gateway_cache_ignores_ttl,
                 consumer_acks_unapplied: file.planted.consumer_acks_unapplied,
             },

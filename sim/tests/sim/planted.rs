@@ -114,8 +114,9 @@ torque_nm = 1.0
     );
 }
 
-// PH5: the encoder reads 64 counts (5.6°) off while the move completes: the motion service
-// believes it is on target, the ground truth says otherwise.
+// PH5: the encoder reads 64 counts (5.6°) off from before the controller's first sample, so
+// no plausibility monitor can see a step (it has no reference): the motion service believes
+// the move is on target, the ground truth says otherwise.
 #[test]
 fn ph5_catches_a_move_reported_complete_off_target() {
     let clean = r#"
@@ -126,13 +127,116 @@ target_deg = 90.0
 "#;
     let planted = r#"
 [[fault]]
-at_s = 0.5
-for_s = 2.0
+at_s = 0.0
+for_s = 4.0
 kind = "encoder-glitch"
 axis = "x"
 offset_counts = 64
 "#;
     check("PH5", clean, planted);
+}
+
+// Regression (issue 12, motion-storm seed 1003): an encoder glitch of 13 counts on axis b while
+// it settled let the move report complete 1.12° off target. The supervisor's encoder
+// plausibility now trips FeedbackImplausible (0x7322) on the step, the move is aborted, and the
+// client resets and re-enables once the encoder agrees again.
+#[test]
+fn encoder_glitch_completing_a_move_off_target_motion_storm_seed_1003() {
+    let scenario = Scenario::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scenarios/motion-storm.toml"
+    )))
+    .unwrap();
+    let output = run(
+        &scenario,
+        1003,
+        RunOptions {
+            check_determinism: false,
+            record_series: false,
+        },
+    );
+    let failing: Vec<_> = output
+        .report
+        .oracles
+        .iter()
+        .filter(|o| !o.holds)
+        .map(|o| o.id.clone())
+        .collect();
+    assert!(failing.is_empty(), "seed 1003 fails {failing:?}");
+    assert_eq!(output.report.verdict, Verdict::Pass);
+}
+
+// PH7 and the drive's watchdog timing: a watchdog ten times late (200 ms for 20 ms) still
+// stops the axis inside PH4's 0.5 s stop time, so PH4 passes it; PH7, which times the stop by
+// the drive's own watchdog and ramp, catches it.
+#[test]
+fn ph7_catches_a_drive_watchdog_ten_times_late_that_ph4_lets_pass() {
+    let clean = scenario(MOVE_THEN_CRASH);
+    let mut late = clean.clone();
+    late.planted.drive_watchdog_ten_times_late = true;
+    let failing = |scenario: &Scenario| -> Vec<String> {
+        let output = run(scenario, 21, RunOptions::default());
+        output
+            .report
+            .oracles
+            .iter()
+            .filter(|o| !o.holds)
+            .map(|o| o.id.clone())
+            .collect()
+    };
+    assert_eq!(failing(&clean), Vec::<String>::new());
+    assert_eq!(failing(&late), vec!["PH7".to_owned()]);
+}
+
+const FAST_AXIS: &str = r#"# Goal: a fast direct-drive axis whose motion host crashes mid-move.
+name = "fast-axis"
+duration_s = 3.0
+settle_s = 1.0
+seed = 21
+
+[axis.x]
+velocity_deg_per_s_max = 1800.0
+acceleration_deg_per_s2_max = 18000.0
+jerk_deg_per_s3_max = 360000.0
+position_deg_min = -720.0
+position_deg_max = 720.0
+
+[axis.x.plant]
+preset = "sgmp-02b"
+
+[[workload.move]]
+at_s = 0.3
+axis = "x"
+target_deg = 700.0
+
+[[fault]]
+at_s = 0.45
+for_s = 1.0
+kind = "crash"
+host = "motion-1"
+"#;
+
+// Regression (issue 12): an sgmp-02b axis at 1800°/s whose motion host crashed mid-move ran
+// 15° past its last setpoint before the drive's 20 ms watchdog stopped it (PH3). The drive now
+// monitors its following error against the setpoint of each command frame (CiA 402 0x6065,
+// 0x6066) and stops the axis itself; with that monitoring off, PH3 fails again.
+#[test]
+fn fast_axis_losing_its_motion_host_mid_move_stops_within_its_limits() {
+    let clean = Scenario::from_source(&Source::new("fast-axis.toml", FAST_AXIS)).unwrap();
+    let mut unmonitored = clean.clone();
+    unmonitored.planted.drive_ignores_following_error = true;
+    let failing = |scenario: &Scenario| -> Vec<String> {
+        let output = run(scenario, 21, RunOptions::default());
+        output
+            .report
+            .oracles
+            .iter()
+            .filter(|o| !o.holds && o.id != "LV2")
+            .map(|o| o.id.clone())
+            .collect()
+    };
+    assert_eq!(failing(&clean), Vec::<String>::new());
+    assert!(failing(&unmonitored).contains(&"PH3".to_owned()));
 }
 
 // PH6: cooling lost with the ambient at 150 °C heats the winding past its 80 °C limit (a motor
