@@ -111,26 +111,37 @@ struct RigidAxis {
     position_rad: f64,
     velocity_rad_per_s: f64,
     current_a: f64,
-    updated_at: Instant,
-    sequence: u32,
+    /// The instant of sample 0: the fake samples every millisecond from here.
+    clock_origin: Instant,
+    /// Samples integrated so far: the feedback frames' `sequence`, as a drive's sample
+    /// counter (the supervisor's encoder plausibility reads the gap between two samples
+    /// from it, so it must count samples, not reads).
+    samples: u64,
 }
 
 impl RigidAxis {
+    /// Integrates whole 1 ms sample periods up to now, 10 steps of 100 µs each.
     fn advance(&mut self) {
         const STEP_S: f64 = 1e-4;
-        let now = Instant::now();
-        // A stalled test process must not integrate seconds in one go.
-        let elapsed_s = (now - self.updated_at).as_secs_f64().min(0.05);
-        self.updated_at = now;
+        const STEPS_PER_SAMPLE: u64 = 10;
+        const SAMPLES_PER_ADVANCE_MAX: u64 = 50;
+        let due =
+            u64::try_from((Instant::now() - self.clock_origin).as_millis()).unwrap_or(u64::MAX);
+        let mut behind = due.saturating_sub(self.samples);
+        if behind > SAMPLES_PER_ADVANCE_MAX {
+            // A stalled test process must not integrate seconds in one go: the stall is
+            // dropped from the fake's clock, so its samples still count integrated time.
+            self.clock_origin += Duration::from_millis(behind - SAMPLES_PER_ADVANCE_MAX);
+            behind = SAMPLES_PER_ADVANCE_MAX;
+        }
         let plant = plant();
-        let steps = (elapsed_s / STEP_S).ceil() as u32;
-        for _ in 0..steps {
-            let h = elapsed_s / f64::from(steps);
+        for _ in 0..behind * STEPS_PER_SAMPLE {
             let torque_nm = plant.torque_constant_nm_per_a * self.current_a
                 - plant.viscous_nm_s_per_rad * self.velocity_rad_per_s;
-            self.velocity_rad_per_s += torque_nm / plant.inertia_kg_m2 * h;
-            self.position_rad += self.velocity_rad_per_s * h;
+            self.velocity_rad_per_s += torque_nm / plant.inertia_kg_m2 * STEP_S;
+            self.position_rad += self.velocity_rad_per_s * STEP_S;
         }
+        self.samples += behind;
     }
 }
 
@@ -143,8 +154,8 @@ impl BenchDrive {
             position_rad: 0.0,
             velocity_rad_per_s: 0.0,
             current_a: 0.0,
-            updated_at: Instant::now(),
-            sequence: 0,
+            clock_origin: Instant::now(),
+            samples: 0,
         })))
     }
 
@@ -168,9 +179,9 @@ impl DriveLink for BenchDrive {
     fn latest_feedback(&mut self) -> Option<DriveFeedbackFrame> {
         let mut axis = self.0.borrow_mut();
         axis.advance();
-        axis.sequence = axis.sequence.wrapping_add(1);
         Some(DriveFeedbackFrame {
-            sequence: axis.sequence,
+            // Wraps as a drive's 32-bit counter does.
+            sequence: axis.samples as u32,
             position_rad: axis.position_rad,
             velocity_rad_per_s: axis.velocity_rad_per_s,
             current_a: axis.current_a,
