@@ -14,3 +14,14 @@ mod planted_cell;
 mod scenarios;
 mod sweep;
 mod transient_faults;
+
+/// The oracles a report says failed, each with its first violation's detail: what a regression
+/// test asserts empty.
+fn failing(report: &sim::report::Report) -> Vec<(&str, Option<&String>)> {
+    report
+        .oracles
+        .iter()
+        .filter(|o| !o.holds)
+        .map(|o| (o.id.as_str(), o.first_violation.as_ref().map(|v| &v.detail)))
+        .collect()
+}

@@ -50,13 +50,7 @@ fn a_move_completed_but_unwritten_at_a_motion_crash_is_not_compensated() {
         },
     );
     // First the verdict: with the fix reverted, SG2 fails here (the saga compensates).
-    let failing: Vec<_> = output
-        .report
-        .oracles
-        .iter()
-        .filter(|o| !o.holds)
-        .map(|o| (o.id.as_str(), o.first_violation.as_ref().map(|v| &v.detail)))
-        .collect();
+    let failing = super::failing(&output.report);
     assert!(failing.is_empty(), "failing oracles: {failing:?}");
     let events = output.trace.events();
     let of_order = |name: &str| {

@@ -52,13 +52,7 @@ fn a_motion_host_restarted_during_disk_io_errors_serves_once_the_disk_heals() {
         },
     );
     // First the verdict: with the fix reverted, SG1 fails here (a saga stays open).
-    let failing: Vec<_> = output
-        .report
-        .oracles
-        .iter()
-        .filter(|o| !o.holds)
-        .map(|o| (o.id.as_str(), o.first_violation.as_ref().map(|v| &v.detail)))
-        .collect();
+    let failing = super::failing(&output.report);
     assert!(failing.is_empty(), "failing oracles: {failing:?}");
     assert!(
         output.report.services_down.is_empty(),
